@@ -12,6 +12,7 @@ help:
 	@echo "make run        boot the emulated Intel host and run the demo"
 	@echo "make module     build kvm_apicv_defer.ko against the rig's kernel"
 	@echo "                (KDIR=/path/to/kernel/build for your own kernel)"
+	@echo "make boot       boot the emulated Intel host, show kvm_intel's VMX setup"
 	@echo "make kernel     build the patched host kernel"
 	@echo "make bootstrap  install the toolchain (Debian, rustup, crates.io)"
 
@@ -26,6 +27,9 @@ kernel:
 
 module:
 	@scripts/build-module
+
+boot:
+	@scripts/boot
 
 run:
 	@echo "make run: not available yet (needs the module and the emulated Intel host)"; exit 1

@@ -1,0 +1,30 @@
+# SPDX-License-Identifier: GPL-2.0
+# Loading KVM and the module in the emulated host.  Sourced by plans.
+M=/lib/modules/kad
+
+# kvm_load [kvm-intel.ko path] [kvm_intel params...]
+kvm_load() {
+	local intel=${1:-$M/kvm-intel.ko}
+	[ $# -gt 0 ] && shift
+	grep -q '^irqbypass ' /proc/modules || insmod $M/irqbypass.ko || return 1
+	grep -q '^kvm ' /proc/modules || insmod $M/kvm.ko || return 1
+	insmod "$intel" "$@"
+}
+
+kvm_intel_unload() {
+	rmmod kvm_intel
+}
+
+kvm_intel_param() {
+	cat "/sys/module/kvm_intel/parameters/$1" 2>/dev/null || echo "?"
+}
+
+# Report the emulated host's VMX setup as TAP diagnostics and checks.
+kvm_report_host() {
+	local p
+	for p in enable_apicv nested ept enable_ipiv preemption_timer enable_shadow_vmcs; do
+		echo "# kvm_intel.$p=$(kvm_intel_param $p)"
+	done
+	grep -m1 '^model name' /proc/cpuinfo | sed 's/^/# /'
+	grep -m1 '^vmx flags' /proc/cpuinfo | sed 's/^/# /'
+}
