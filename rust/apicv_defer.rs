@@ -1,0 +1,151 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! `kvm_apicv_defer`: defer vmcs01 APICv updates while L2 is active.
+//!
+//! Since Linux 7.0, when L1's APICv activation changes while the vCPU runs L2, KVM switches to
+//! vmcs01, rewrites its APICv controls and switches back (`guard(vmx_vmcs01)`). Before 7.0,
+//! KVM instead recorded the update and applied it at the next nested VM-Exit, when vmcs01 is
+//! loaded anyway (7c69661e225c, with the fix 29763138830916f). This module restores the
+//! deferral through the hook API of `patches/host`
+//! (`arch/x86/include/asm/kvm_vmx_apicv_hook.h`):
+//!
+//! - `refresh_apicv_exec_ctrl`: while L2 is active, take the update and record it in the
+//!   vCPU's hook word, KVM writes no VMCS; while L1 is active, let KVM write vmcs01 now.
+//! - `nested_vmexit`: if an update is recorded, clear it, apply the current APICv state to
+//!   vmcs01 (`kvm_vmx_apicv_refresh_vmcs01()`) and raise `KVM_REQ_APICV_UPDATE`. Raising the
+//!   request alone would not do: by the time it is serviced, `apic->apicv_active` already has
+//!   the new value and KVM returns early, leaving vmcs01 stale.
+//!
+//! # Loading
+//!
+//! Load `kvm_intel` first, from a kernel with `patches/host`. Init refuses, with one `pr_err`
+//! line and nothing registered, when:
+//!
+//! - the CPU has no VMX (e.g. an AMD host): `ENODEV`;
+//! - `kvm_intel` is not loaded or lacks the hook (unpatched kernel): `ENOENT`;
+//! - APICv is disabled (`kvm_intel enable_apicv=0`): `ENODEV`;
+//! - nested VMX is disabled (`kvm_intel nested=0`): `EOPNOTSUPP`;
+//! - another module's hook is registered: `EBUSY`.
+//!
+//! On success it logs `deferring vmcs01 APICv updates while L2 is active (mode: ...)`. While
+//! loaded it pins `kvm_intel`. There are no module parameters.
+//!
+//! # Unloading
+//!
+//! Every pending deferral holds a reference on this module. While any is pending, `rmmod`
+//! fails (`EBUSY`, "Module kvm_apicv_defer is in use", or `EAGAIN` from busybox `rmmod`); it
+//! succeeds once they have drained, at each vCPU's next exit from L2 (KVM also exits L2 when
+//! a vCPU is reset, enters SMM, has its nested state set, or is destroyed). Once unloading has
+//! begun, no new deferral starts: refreshes go straight to KVM. Module exit unregisters the
+//! hook, which waits for callbacks in flight, so no callback runs after the module is gone,
+//! and every vCPU's hook word is zero again by then.
+//!
+//! # Observability
+//!
+//! debugfs `kvm_apicv_defer/`: `deferred`, `coalesced`, `applied`, `requests`, `superseded`,
+//! `pending` (see [`stats::Stats`]), readable while guests run. The totals are logged on unload.
+//!
+//! # Test-only request-only build
+//!
+//! Built with `KAD_REQUEST_ONLY=1`, the VM-Exit callback only raises `KVM_REQ_APICV_UPDATE`,
+//! as merged in 2022: known broken, it exists to show that the tests catch it, and says
+//! `TEST-ONLY request-only mode (known broken)` when loaded.
+//!
+//! # Layout
+//!
+//! This file is the entry point; [`host`] wraps the hook API (through the C shim
+//! `kvm_apicv_defer_shim.c`) as RAII values; [`hook`] holds the callbacks; [`vcpu`] the safe
+//! views of their arguments; [`policy`] the decisions and their KUnit tests; [`stats`] the
+//! counters.
+
+use kernel::{
+    debugfs::Scope,
+    prelude::*,
+    sync::atomic::Relaxed, //
+};
+
+mod hook;
+mod host;
+mod policy;
+mod stats;
+mod vcpu;
+
+use host::{
+    Host,
+    RegisterError,
+    Registration, //
+};
+use stats::{
+    Stats,
+    STATS, //
+};
+
+module! {
+    type: KvmApicvDefer,
+    name: "kvm_apicv_defer",
+    authors: ["kvm-apicv-defer developers"],
+    description: "Defer vmcs01 APICv updates while L2 is active (nested VMX)",
+    license: "GPL",
+}
+
+/// The loaded module: the registered hook and its debugfs files.
+struct KvmApicvDefer {
+    /// `None` only while being dropped.
+    registration: Option<Registration>,
+    _debugfs: Pin<KBox<Scope<&'static Stats>>>,
+}
+
+impl kernel::Module for KvmApicvDefer {
+    fn init(_module: &'static ThisModule) -> Result<Self> {
+        if !host::cpu_has_vmx() {
+            pr_err!("CPU has no VMX (Intel VT-x): nothing to defer on this host\n");
+            return Err(ENODEV);
+        }
+
+        let host = Host::get().inspect_err(|_| {
+            pr_err!("kvm_intel is not loaded or lacks the APICv hook (patches/host)\n");
+        })?;
+
+        // Before registering, so the counters exist from the first callback on.
+        let debugfs = KBox::pin_init(STATS.debugfs(), GFP_KERNEL)?;
+
+        let registration = Registration::new(host).map_err(|err| {
+            match err {
+                RegisterError::ApicvDisabled => {
+                    pr_err!("APICv is disabled (kvm_intel enable_apicv=0): nothing to defer\n")
+                }
+                RegisterError::NestedDisabled => {
+                    pr_err!("nested VMX is disabled (kvm_intel nested=0): nothing to defer\n")
+                }
+                RegisterError::Busy => pr_err!("another APICv hook is already registered\n"),
+                RegisterError::Other(e) => {
+                    pr_err!("registering the APICv hook failed: {e:?}\n")
+                }
+            }
+            err.to_error()
+        })?;
+
+        pr_info!(
+            "deferring vmcs01 APICv updates while L2 is active (mode: {})\n",
+            policy::MODE.describe()
+        );
+        Ok(Self {
+            registration: Some(registration),
+            _debugfs: debugfs,
+        })
+    }
+}
+
+impl Drop for KvmApicvDefer {
+    fn drop(&mut self) {
+        // Unregister first: this waits for callbacks in flight, and none runs afterwards.
+        drop(self.registration.take());
+
+        // Each pending deferral held a module reference, so none can be left by now.
+        let pending = STATS.pending.load(Relaxed);
+        if pending != 0 {
+            pr_err!("{pending} deferred APICv updates were never applied\n");
+        }
+        pr_info!("unloaded: {}\n", STATS);
+    }
+}
