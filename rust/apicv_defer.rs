@@ -27,14 +27,15 @@
 //! - nested VMX is disabled (`kvm_intel nested=0`): `EOPNOTSUPP`;
 //! - another module's hook is registered: `EBUSY`.
 //!
-//! On success it logs `deferring vmcs01 APICv updates while L2 is active (mode: ...)`. While
-//! loaded it pins `kvm_intel`. There are no module parameters.
+//! On success it logs `deferring vmcs01 APICv updates while L2 is active (mode: refresh at
+//! VM-Exit)`. While loaded it pins `kvm_intel`. There are no module parameters.
 //!
 //! # Unloading
 //!
 //! Every pending deferral holds a reference on this module. While any is pending, `rmmod`
-//! fails (`EBUSY`, "Module kvm_apicv_defer is in use", or `EAGAIN` from busybox `rmmod`); it
-//! succeeds once they have drained, at each vCPU's next exit from L2 (KVM also exits L2 when
+//! fails: `delete_module()` returns `EWOULDBLOCK` (`EAGAIN`, "Resource temporarily unavailable"
+//! from busybox `rmmod`; kmod's `rmmod` checks the count first and says "Module kvm_apicv_defer
+//! is in use"). It succeeds once they have drained, at each vCPU's next exit from L2 (KVM also exits L2 when
 //! a vCPU is reset, enters SMM, has its nested state set, or is destroyed). Once unloading has
 //! begun, no new deferral starts: refreshes go straight to KVM. Module exit unregisters the
 //! hook, which waits for callbacks in flight, so no callback runs after the module is gone,
@@ -55,8 +56,9 @@
 //!
 //! This file is the entry point; [`host`] wraps the hook API (through the C shim
 //! `kvm_apicv_defer_shim.c`) as RAII values; [`hook`] holds the callbacks; [`vcpu`] the safe
-//! views of their arguments; [`policy`] the decisions and their KUnit tests; [`stats`] the
-//! counters.
+//! views of their arguments; [`policy`] the decisions; [`stats`] the counters. The policy's
+//! KUnit suite `kvm_apicv_defer` is built into a separate module, `kvm_apicv_defer_kunit.ko`
+//! (`policy_kunit.rs`), which loads on any KUnit kernel.
 
 use kernel::{
     debugfs::Scope,
@@ -119,14 +121,14 @@ impl kernel::Module for KvmApicvDefer {
                 }
                 RegisterError::Busy => pr_err!("another APICv hook is already registered\n"),
                 RegisterError::Other(e) => {
-                    pr_err!("registering the APICv hook failed: {e:?}\n")
+                    pr_err!("registering the APICv hook failed: {}\n", e.to_errno())
                 }
             }
             err.to_error()
         })?;
 
         pr_info!(
-            "deferring vmcs01 APICv updates while L2 is active (mode: {})\n",
+            "deferring vmcs01 APICv updates while L2 is active ({})\n",
             policy::MODE.describe()
         );
         Ok(Self {

@@ -157,7 +157,7 @@ impl Drop for Registration {
 
 /// A reference on this module (`THIS_MODULE`): each pending deferral holds one.
 ///
-/// While any is held, `rmmod` fails with `EBUSY`/`EWOULDBLOCK`; once unloading has begun,
+/// While any is held, `rmmod` fails with `EWOULDBLOCK`; once unloading has begun,
 /// [`ModuleRef::try_get`] fails, so no new deferral can start.
 pub(crate) struct ThisModuleRef;
 

@@ -12,12 +12,18 @@
 //! pending, and each set bit holds one reference on the module: that is what makes `rmmod`
 //! refuse until every deferral is drained.
 
-use kernel::sync::atomic::Relaxed;
-
-use crate::{
-    stats::Stats,
-    vcpu::HookWord, //
+use kernel::sync::atomic::{
+    Atomic,
+    Relaxed, //
 };
+
+use crate::stats::Stats;
+
+/// The per-vCPU word KVM reserves for the hook (`nested_vmx.apicv_hook_state`).
+///
+/// KVM zeroes it when the vCPU is created and never touches it again; the hook must leave it
+/// zero when it unregisters.
+pub(crate) type HookWord = Atomic<usize>;
 
 /// Bit in the hook word: an APICv update of vmcs01 was taken while L2 was active and is not
 /// applied yet (what `nested_vmx.update_vmcs01_apicv_status` was before Linux 7.0).
@@ -48,7 +54,7 @@ impl Mode {
     /// How the load message describes this mode.
     pub(crate) fn describe(self) -> &'static str {
         match self {
-            Mode::Refresh => "refresh at VM-Exit",
+            Mode::Refresh => "mode: refresh at VM-Exit",
             Mode::RequestOnly => "TEST-ONLY request-only mode (known broken)",
         }
     }
@@ -200,6 +206,10 @@ pub(crate) fn nested_vmexit(
     module.put();
 }
 
+// Built only into `kvm_apicv_defer_kunit.ko` (`rust/policy_kunit.rs`), which can be loaded on any
+// kernel with KUnit: 7.2 runs a module's suites once it is live, i.e. only if its init
+// succeeded, which `kvm_apicv_defer.ko`'s does only on a VMX host with the hook.
+#[cfg(kad_kunit)]
 #[kernel::macros::kunit_tests(kvm_apicv_defer)]
 mod tests {
     use super::*;

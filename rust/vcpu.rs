@@ -18,6 +18,7 @@ use crate::{
     },
     policy::{
         ApplyVmcs01,
+        HookWord,
         L2State, //
     },
 };
@@ -103,12 +104,6 @@ impl ApplyVmcs01 for Vmcs01Vcpu<'_> {
         self.vcpu.request_apicv_update();
     }
 }
-
-/// The per-vCPU word KVM reserves for the hook (`nested_vmx.apicv_hook_state`).
-///
-/// KVM zeroes it when the vCPU is created and never touches it again; the hook must leave it
-/// zero when it unregisters.
-pub(crate) type HookWord = Atomic<usize>;
 
 /// Views the `hook_state` pointer a callback received as an atomic word.
 ///

@@ -152,7 +152,11 @@ impl Registration {
         symbol_put(REGISTER);
         if let Err(e) = ret {
             symbol_put(UNREGISTER);
-            pr_err!("registering the APICv hook failed: {e:?}\n");
+            if e == EBUSY {
+                pr_err!("another APICv hook is already registered\n");
+            } else {
+                pr_err!("registering the APICv hook failed: {}\n", e.to_errno());
+            }
             return Err(e);
         }
         // INVARIANT: Registered above; `unregister` is still held.
