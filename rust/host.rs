@@ -16,7 +16,12 @@ use kernel::{
     bindings,
     error::to_result,
     ffi::c_int,
-    prelude::*, //
+    prelude::*,
+    sync::atomic::{
+        AtomicFlag,
+        Full,
+        Release, //
+    }, //
 };
 
 use crate::policy::ModuleRef;
@@ -60,22 +65,33 @@ pub(crate) fn cpu_has_vmx() -> bool {
 ///
 /// # Invariants
 ///
-/// The shim's pointers to `kvm_vmx_apicv_hook_register()`, `kvm_vmx_apicv_hook_unregister()`
-/// and `kvm_vmx_apicv_refresh_vmcs01()` are set and valid while a [`Host`] exists. There is at
-/// most one [`Host`] at a time (only [`Host::get`] makes one, and only module init calls it).
+/// There is at most one [`Host`] at a time, and [`HOST_HELD`] is set while it exists. The
+/// shim's pointers to `kvm_vmx_apicv_hook_register()`, `kvm_vmx_apicv_hook_unregister()` and
+/// `kvm_vmx_apicv_refresh_vmcs01()` are set and valid while it exists.
 pub(crate) struct Host {
     _invariant: (),
 }
 
+/// Set while a [`Host`] exists: the shim keeps one set of pointers.
+static HOST_HELD: AtomicFlag = AtomicFlag::new(false);
+
 impl Host {
     /// Resolves the hook API.
     ///
-    /// Fails with `ENOENT` when `kvm_intel` is not loaded or was built without `patches/host`.
+    /// Fails with `ENOENT` when `kvm_intel` is not loaded or was built without `patches/host`,
+    /// and with `EBUSY` if a [`Host`] exists already.
     pub(crate) fn get() -> Result<Self> {
+        if HOST_HELD.cmpxchg(false, true, Full).is_err() {
+            return Err(EBUSY);
+        }
         // SAFETY: The shim's pointers are only written by `kad_host_get()`/`kad_host_put()`,
-        // and no `Host` exists (type invariant), so nothing uses them concurrently.
-        to_result(unsafe { shim::kad_host_get() })?;
-        // INVARIANT: `kad_host_get()` succeeded, so all three pointers are set.
+        // and we just claimed `HOST_HELD`, so no one else writes or uses them now.
+        let ret = to_result(unsafe { shim::kad_host_get() });
+        if let Err(e) = ret {
+            HOST_HELD.store(false, Release);
+            return Err(e);
+        }
+        // INVARIANT: We hold `HOST_HELD` and `kad_host_get()` set all three pointers.
         Ok(Self { _invariant: () })
     }
 }
@@ -85,6 +101,7 @@ impl Drop for Host {
         // SAFETY: By the type invariant the symbols are held; nothing uses them any more: the
         // only user, a `Registration`, owns this `Host` and unregistered before dropping it.
         unsafe { shim::kad_host_put() };
+        HOST_HELD.store(false, Release);
     }
 }
 

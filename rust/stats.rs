@@ -48,23 +48,28 @@ impl Stats {
         }
     }
 
+    /// A deferral started.
     pub(crate) fn note_deferred(&self) {
         self.deferred.add(1, Relaxed);
         self.pending.add(1, Relaxed);
     }
 
+    /// A refresh was folded into a pending deferral.
     pub(crate) fn note_coalesced(&self) {
         self.coalesced.add(1, Relaxed);
     }
 
+    /// vmcs01 was refreshed at nested VM-Exit.
     pub(crate) fn note_applied(&self) {
         self.applied.add(1, Relaxed);
     }
 
+    /// `KVM_REQ_APICV_UPDATE` was raised.
     pub(crate) fn note_request(&self) {
         self.requests.add(1, Relaxed);
     }
 
+    /// A stale deferral was dropped because KVM refreshed vmcs01 itself.
     pub(crate) fn note_superseded(&self) {
         self.superseded.add(1, Relaxed);
     }
