@@ -1,0 +1,261 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * vmx_apicv_defer_stress_test
+ *
+ * Two vCPUs.  vCPU0, the toggler, flips its own xAPIC ID between its vCPU ID
+ * and another value in a loop, which sets and clears the VM-wide
+ * APIC_ID_MODIFIED inhibit, i.e. KVM_REQ_APICV_UPDATE for every vCPU, as fast
+ * as it can.  vCPU1, the nester, meanwhile cycles L1 -> L2 -> L1: L2 takes a
+ * few exits to L0 and VMCALLs back.  The updates land on vCPU1 at random
+ * points, in L1 (vmcs01 written right away) and in L2 (vmcs01 updated through
+ * the guard or deferred to the VM-Exit), racing with its nested transitions.
+ *
+ * After each toggle, vCPU0 sends vCPU1 one fixed IPI and waits (bounded)
+ * until vCPU1 has taken it; vCPU1 keeps IRQs disabled in L2 and opens a
+ * one-instruction IRQ window in L1 after every VM-Exit.  The handler EOIs.
+ * Since the IPIs are sent one at a time, none can merge with another: the
+ * count vCPU1 receives must equal the count vCPU0 sent, exactly.  An IPI that
+ * a stale vmcs01 strands (APICv off in vmcs01, on in KVM) is never taken and
+ * the bounded wait fails; one that a stale vmcs01 leaves in service (EOI
+ * virtualized against a stale SVI) blocks the next one the same way.
+ *
+ * Bounded in count (-n, default 300 toggles) and in guest time (-s, default
+ * 10 s of toggling, 2 s per IPI); userspace gives the vCPUs a hard deadline.
+ */
+#include <pthread.h>
+#include <time.h>
+
+#include "test_util.h"
+#include "kvm_util.h"
+#include "processor.h"
+#include "vmx.h"
+#include "apic.h"
+
+#define IPI_VECTOR		0xe0
+#define TOGGLER_ALT_APIC_ID	0x2a
+#define NESTER_APIC_ID		1
+#define IPI_TIMEOUT_MS		2000
+#define NR_L2_MSR_EXITS		10
+#define DEFAULT_NR_TOGGLES	300
+#define DEFAULT_SECONDS		10
+/* Host-side deadline on top of the guest's own budget. */
+#define HOST_SLACK_SECONDS	60
+
+/* Shared by both vCPUs (guest memory). */
+static volatile u64 ipis_sent;
+static volatile u64 ipis_received;
+static volatile u64 nested_runs;
+static volatile bool toggler_done;
+
+/* Set by the host before the vCPUs run. */
+static u64 nr_toggles;
+static u64 budget_seconds;
+
+static void nester_ipi_handler(struct ex_regs *regs)
+{
+	ipis_received++;
+	xapic_write_reg(APIC_EOI, 0);
+}
+
+static u64 tsc_ms(u64 ms)
+{
+	return guest_tsc_khz * ms;
+}
+
+static void toggler_guest_code(void)
+{
+	u64 start = rdtsc(), deadline;
+	u64 i;
+
+	xapic_enable();
+	GUEST_ASSERT_EQ(xapic_read_reg(APIC_ID), 0);
+
+	for (i = 0; i < nr_toggles; i++) {
+		if (i && rdtsc() - start > tsc_ms(budget_seconds * 1000))
+			break;
+
+		xapic_write_reg(APIC_ID, (i & 1 ? 0 : TOGGLER_ALT_APIC_ID) << 24);
+
+		ipis_sent++;
+		xapic_write_reg(APIC_ICR2, SET_APIC_DEST_FIELD(NESTER_APIC_ID));
+		xapic_write_reg(APIC_ICR, APIC_DEST_PHYSICAL | APIC_DM_FIXED | IPI_VECTOR);
+
+		deadline = rdtsc() + tsc_ms(IPI_TIMEOUT_MS);
+		while (ipis_received != ipis_sent && (s64)(rdtsc() - deadline) < 0)
+			cpu_relax();
+		__GUEST_ASSERT(ipis_received == ipis_sent,
+			       "IPI %lu not taken by the nester within %u ms (received %lu, %lu nested runs)",
+			       ipis_sent, IPI_TIMEOUT_MS, ipis_received, nested_runs);
+	}
+
+	xapic_write_reg(APIC_ID, 0);
+	toggler_done = true;
+	GUEST_SYNC(i);
+	GUEST_DONE();
+}
+
+static void l2_guest_code(void)
+{
+	int i;
+
+	for (;;) {
+		for (i = 0; i < NR_L2_MSR_EXITS; i++)
+			GUEST_ASSERT(rdmsr(MSR_IA32_APICBASE) & MSR_IA32_APICBASE_ENABLE);
+		vmcall();
+	}
+}
+
+static void nester_guest_code(struct vmx_pages *vmx_pages)
+{
+#define L2_GUEST_STACK_SIZE 512
+	unsigned long l2_guest_stack[L2_GUEST_STACK_SIZE];
+	u64 start, limit;
+
+	GUEST_ASSERT(prepare_for_vmx_operation(vmx_pages));
+	GUEST_ASSERT(load_vmcs(vmx_pages));
+	prepare_vmcs(vmx_pages, l2_guest_code, &l2_guest_stack[L2_GUEST_STACK_SIZE]);
+	vmwrite(CPU_BASED_VM_EXEC_CONTROL,
+		vmreadz(CPU_BASED_VM_EXEC_CONTROL) | CPU_BASED_USE_MSR_BITMAPS);
+
+	xapic_enable();
+	GUEST_ASSERT_EQ(xapic_read_reg(APIC_ID), NESTER_APIC_ID << 24);
+
+	start = rdtsc();
+	limit = tsc_ms((budget_seconds + 5) * 1000 + IPI_TIMEOUT_MS);
+	while (!toggler_done) {
+		__GUEST_ASSERT(rdtsc() - start < limit,
+			       "Toggler did not finish (%lu IPIs sent, %lu received)",
+			       ipis_sent, ipis_received);
+
+		GUEST_ASSERT(nested_runs ? !vmresume() : !vmlaunch());
+		GUEST_ASSERT_EQ(vmreadz(VM_EXIT_REASON), EXIT_REASON_VMCALL);
+		vmwrite(GUEST_RIP, vmreadz(GUEST_RIP) + vmreadz(VM_EXIT_INSTRUCTION_LEN));
+		nested_runs++;
+
+		sti_nop_cli();
+	}
+
+	/* The last IPI was taken before the toggler finished. */
+	sti_nop_cli();
+	GUEST_ASSERT_EQ(ipis_received, ipis_sent);
+	GUEST_DONE();
+}
+
+struct vcpu_thread {
+	struct kvm_vcpu *vcpu;
+	pthread_t thread;
+	u64 toggles;
+	bool done;
+};
+
+static void *vcpu_thread_main(void *arg)
+{
+	struct vcpu_thread *t = arg;
+	struct ucall uc;
+
+	for (;;) {
+		vcpu_run(t->vcpu);
+		TEST_ASSERT_KVM_EXIT_REASON(t->vcpu, KVM_EXIT_IO);
+
+		switch (get_ucall(t->vcpu, &uc)) {
+		case UCALL_ABORT:
+			REPORT_GUEST_ASSERT(uc);
+			/* NOT REACHED */
+		case UCALL_SYNC:
+			t->toggles = uc.args[1];
+			break;
+		case UCALL_DONE:
+			t->done = true;
+			return NULL;
+		default:
+			TEST_FAIL("vCPU%u: unexpected ucall %lu", t->vcpu->id, uc.cmd);
+		}
+	}
+}
+
+static void join_before(struct vcpu_thread *t, const struct timespec *deadline)
+{
+	int r = pthread_timedjoin_np(t->thread, NULL, deadline);
+
+	TEST_ASSERT(!r, "vCPU%u did not finish in time (%s)", t->vcpu->id,
+		    r == ETIMEDOUT ? "timed out" : strerror(r));
+	TEST_ASSERT(t->done, "vCPU%u stopped without GUEST_DONE", t->vcpu->id);
+}
+
+static u64 read_guest_u64(struct kvm_vm *vm, volatile u64 *guest_var)
+{
+	return *(volatile u64 *)addr_gva2hva(vm, (gva_t)guest_var);
+}
+
+static void help(const char *name)
+{
+	printf("usage: %s [-n toggles] [-s seconds]\n", name);
+	exit(KSFT_SKIP);
+}
+
+int main(int argc, char *argv[])
+{
+	struct vcpu_thread toggler = {}, nester = {};
+	struct timespec deadline;
+	gva_t vmx_pages_gva;
+	struct kvm_vm *vm;
+	u64 sent, received, runs;
+	int opt;
+
+	nr_toggles = DEFAULT_NR_TOGGLES;
+	budget_seconds = DEFAULT_SECONDS;
+	while ((opt = getopt(argc, argv, "n:s:h")) != -1) {
+		switch (opt) {
+		case 'n':
+			nr_toggles = atoi_positive("Number of toggles", optarg);
+			break;
+		case 's':
+			budget_seconds = atoi_positive("Seconds of toggling", optarg);
+			break;
+		default:
+			help(argv[0]);
+		}
+	}
+
+	TEST_REQUIRE(kvm_cpu_has(X86_FEATURE_VMX));
+	__TEST_REQUIRE(get_kvm_intel_param_bool("enable_apicv"),
+		       "APICv disabled (kvm_intel.enable_apicv=N): nothing to defer");
+
+	ksft_print_header();
+	ksft_set_plan(1);
+
+	vm = vm_create(2);
+	toggler.vcpu = vm_vcpu_add(vm, 0, toggler_guest_code);
+	nester.vcpu = vm_vcpu_add(vm, NESTER_APIC_ID, nester_guest_code);
+	vcpu_alloc_vmx(vm, &vmx_pages_gva);
+	vcpu_args_set(nester.vcpu, 1, vmx_pages_gva);
+	virt_pg_map(vm, APIC_DEFAULT_GPA, APIC_DEFAULT_GPA);
+	vm_install_exception_handler(vm, IPI_VECTOR, nester_ipi_handler);
+	sync_global_to_guest(vm, nr_toggles);
+	sync_global_to_guest(vm, budget_seconds);
+
+	TEST_ASSERT(!pthread_create(&nester.thread, NULL, vcpu_thread_main, &nester),
+		    "pthread_create() failed");
+	TEST_ASSERT(!pthread_create(&toggler.thread, NULL, vcpu_thread_main, &toggler),
+		    "pthread_create() failed");
+
+	clock_gettime(CLOCK_REALTIME, &deadline);
+	deadline.tv_sec += budget_seconds + HOST_SLACK_SECONDS;
+	join_before(&toggler, &deadline);
+	join_before(&nester, &deadline);
+
+	sent = read_guest_u64(vm, &ipis_sent);
+	received = read_guest_u64(vm, &ipis_received);
+	runs = read_guest_u64(vm, &nested_runs);
+
+	ksft_print_msg("%lu inhibit toggles, %lu IPIs sent, %lu received, %lu L1->L2->L1 cycles\n",
+		       toggler.toggles, sent, received, runs);
+	TEST_ASSERT_EQ(sent, toggler.toggles);
+	TEST_ASSERT_EQ(received, sent);
+	TEST_ASSERT(sent > 0 && runs > 0, "Nothing happened");
+	ksft_test_result_pass("%lu inhibit toggles vs %lu nested runs, IPI counts match\n",
+			      sent, runs);
+
+	kvm_vm_free(vm);
+	ksft_finished();
+}

@@ -1,0 +1,283 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * vmx_apicv_defer_uninhibit_test
+ *
+ * The bug that started it all.  L1 changes its xAPIC ID, which inhibits
+ * APICv for the VM (APIC_ID_MODIFIED), and launches L2.  While L2 runs, the
+ * ID is restored, so KVM re-activates APICv for the vCPU.  vmcs01 is not the
+ * current VMCS at that point: KVM must either write vmcs01 through the
+ * vmcs01 guard (Linux 7.0+) or remember the update and apply it on the next
+ * nested VM-Exit (7c69661e225c; kvm_apicv_defer.ko).  The 2022 form of the
+ * deferral only raised KVM_REQ_APICV_UPDATE on VM-Exit, which is a no-op
+ * because apic->apicv_active already has the new value (fixed upstream by
+ * 29763138830916f): vmcs01 kept posted interrupts, APIC-register
+ * virtualization and virtual-interrupt delivery (VID) disabled while KVM
+ * believed APICv was active.
+ *
+ * What L1 then sees is exact: with APICv active KVM stops injecting L1's
+ * interrupts itself (kvm_cpu_has_injectable_intr() is false for L1) and only
+ * sets RVI, counting on VID to deliver them; with VID off in vmcs01 nothing
+ * delivers them.  A self-IPI sent by L1 after the VM-Exit is never received.
+ *
+ * The opposite direction is checked too: the ID is modified again while L2
+ * runs, so APICv is deactivated while L2 is active.  A stale vmcs01 then
+ * keeps VID on while KVM injects L1's interrupts itself: KVM sets the ISR bit
+ * in the vAPIC page without touching SVI, and L1's EOI is virtualized by the
+ * CPU, which clears the ISR bit named by SVI (a different one), so the
+ * vector stays in service after EOI.  L1 checks ISR after every EOI.
+ *
+ * Each direction runs NR_CYCLES times; L2 keeps running across many
+ * VM-Entries (exits to L0 and to userspace) with the update pending before
+ * it exits to L1.  Userspace checks the vCPU is in guest mode whenever it
+ * changes the APIC ID.  L1 also keeps one IRQ in service across each L2 run
+ * and EOIs it afterwards, which checks that SVI follows the ISR when APICv is
+ * activated while L2 is active (b2849bec936b).
+ *
+ * Must pass on upstream 7.2 (guard) and with kvm_apicv_defer.ko loaded; must
+ * fail with the module's request-only test build.
+ */
+#include "test_util.h"
+#include "kvm_util.h"
+#include "processor.h"
+#include "vmx.h"
+#include "apic.h"
+
+#define IPI_VECTOR		0xe0
+#define MODIFIED_APIC_ID	0x2a
+
+#define NR_CYCLES		3
+#define NR_IPI_ROUNDS		3
+#define NR_L2_MSR_EXITS		200
+#define NR_L2_USER_EXITS	4
+
+enum {
+	SYNC_L2_RESTORE_ID = 1,	/* L2 asks userspace to restore the APIC ID */
+	SYNC_L2_MODIFY_ID,	/* L2 asks userspace to modify the APIC ID */
+	SYNC_L2_RUNNING,	/* L2 exits to userspace, nothing to do */
+	SYNC_L1_CHECKED,	/* L1 finished the checks of one L2 run */
+};
+
+static volatile int ipis_received;
+
+static void ipi_handler(struct ex_regs *regs)
+{
+	ipis_received++;
+}
+
+static bool apic_vector_is_set(unsigned int reg, u8 vector)
+{
+	return xapic_read_reg(reg + APIC_VECTOR_TO_REG_OFFSET(vector)) &
+	       BIT(APIC_VECTOR_TO_BIT_NUMBER(vector));
+}
+
+/*
+ * Send a self-IPI with IRQs disabled, then open an IRQ window for one
+ * instruction: the IPI must be taken exactly once, right there, and must be
+ * in service until L1's EOI and gone after it.
+ */
+static void l1_take_self_ipi(bool eoi)
+{
+	int before = ipis_received;
+
+	xapic_write_reg(APIC_ICR, APIC_DEST_SELF | APIC_DM_FIXED | IPI_VECTOR);
+	sti_nop_cli();
+	__GUEST_ASSERT(ipis_received == before + 1,
+		       "Self-IPI not delivered to L1: received %d, wanted %d",
+		       ipis_received, before + 1);
+	GUEST_ASSERT(!apic_vector_is_set(APIC_IRR, IPI_VECTOR));
+	GUEST_ASSERT(apic_vector_is_set(APIC_ISR, IPI_VECTOR));
+	if (eoi)
+		xapic_write_reg(APIC_EOI, 0);
+}
+
+static void l1_eoi_and_check(void)
+{
+	GUEST_ASSERT(apic_vector_is_set(APIC_ISR, IPI_VECTOR));
+	xapic_write_reg(APIC_EOI, 0);
+	__GUEST_ASSERT(!apic_vector_is_set(APIC_ISR, IPI_VECTOR),
+		       "Vector 0x%x still in service after EOI", IPI_VECTOR);
+	GUEST_ASSERT_EQ(xapic_read_reg(APIC_PROCPRI), 0);
+}
+
+static void l1_check_ipis(void)
+{
+	int i;
+
+	for (i = 0; i < NR_IPI_ROUNDS; i++) {
+		l1_take_self_ipi(false);
+		l1_eoi_and_check();
+	}
+}
+
+static void l2_run_a_while(void)
+{
+	int i;
+
+	/*
+	 * MSR reads that L1's (empty) MSR bitmap passes through, i.e. exits
+	 * handled by L0 without a nested VM-Exit, and a few trips to userspace:
+	 * each resumes L2 with a new VM-Entry while the update is pending.
+	 */
+	for (i = 0; i < NR_L2_MSR_EXITS; i++)
+		GUEST_ASSERT(rdmsr(MSR_IA32_APICBASE) & MSR_IA32_APICBASE_ENABLE);
+	for (i = 0; i < NR_L2_USER_EXITS; i++)
+		GUEST_SYNC(SYNC_L2_RUNNING);
+}
+
+static void l2_guest_code(void)
+{
+	int i;
+
+	for (i = 0; i < NR_CYCLES; i++) {
+		GUEST_SYNC(SYNC_L2_RESTORE_ID);
+		l2_run_a_while();
+		vmcall();
+
+		GUEST_SYNC(SYNC_L2_MODIFY_ID);
+		l2_run_a_while();
+		vmcall();
+	}
+	GUEST_FAIL("L2 should not get here");
+}
+
+static void l1_run_l2(bool launch)
+{
+	GUEST_ASSERT(launch ? !vmlaunch() : !vmresume());
+	GUEST_ASSERT_EQ(vmreadz(VM_EXIT_REASON), EXIT_REASON_VMCALL);
+	vmwrite(GUEST_RIP, vmreadz(GUEST_RIP) + vmreadz(VM_EXIT_INSTRUCTION_LEN));
+}
+
+static void l1_guest_code(struct vmx_pages *vmx_pages)
+{
+#define L2_GUEST_STACK_SIZE 256
+	unsigned long l2_guest_stack[L2_GUEST_STACK_SIZE];
+	int i;
+
+	GUEST_ASSERT(prepare_for_vmx_operation(vmx_pages));
+	GUEST_ASSERT(load_vmcs(vmx_pages));
+	prepare_vmcs(vmx_pages, l2_guest_code, &l2_guest_stack[L2_GUEST_STACK_SIZE]);
+	vmwrite(CPU_BASED_VM_EXEC_CONTROL,
+		vmreadz(CPU_BASED_VM_EXEC_CONTROL) | CPU_BASED_USE_MSR_BITMAPS);
+
+	xapic_enable();
+
+	/* Baseline: APICv active, nothing nested yet. */
+	l1_check_ipis();
+
+	/* Inhibit APICv: KVM refreshes vmcs01 right away, L1 is active. */
+	xapic_write_reg(APIC_ID, MODIFIED_APIC_ID << 24);
+	GUEST_ASSERT_EQ(xapic_read_reg(APIC_ID), MODIFIED_APIC_ID << 24);
+	l1_check_ipis();
+
+	for (i = 0; i < NR_CYCLES; i++) {
+		/* Enter L2 inhibited, with an IRQ in service; L2 uninhibits. */
+		l1_take_self_ipi(false);
+		l1_run_l2(i == 0);
+		GUEST_ASSERT_EQ(xapic_read_reg(APIC_ID), 0);
+		l1_eoi_and_check();
+		l1_check_ipis();
+		GUEST_SYNC(SYNC_L1_CHECKED);
+
+		/* Enter L2 with APICv active and an IRQ in service; L2 inhibits. */
+		l1_take_self_ipi(false);
+		l1_run_l2(false);
+		GUEST_ASSERT_EQ(xapic_read_reg(APIC_ID), MODIFIED_APIC_ID << 24);
+		l1_eoi_and_check();
+		l1_check_ipis();
+		GUEST_SYNC(SYNC_L1_CHECKED);
+	}
+	GUEST_DONE();
+}
+
+static void assert_l2_active(struct kvm_vcpu *vcpu)
+{
+	static struct {
+		struct kvm_nested_state state;
+		u8 data[16384];
+	} nested;
+
+	nested.state.size = sizeof(nested);
+	vcpu_nested_state_get(vcpu, &nested.state);
+	TEST_ASSERT(nested.state.flags & KVM_STATE_NESTED_GUEST_MODE,
+		    "vCPU is not in guest mode (L2) at an L2 GUEST_SYNC");
+}
+
+static void set_xapic_id(struct kvm_vcpu *vcpu, u8 old_id, u8 new_id)
+{
+	struct kvm_lapic_state lapic;
+	u32 *id = (u32 *)&lapic.regs[APIC_ID];
+
+	vcpu_ioctl(vcpu, KVM_GET_LAPIC, &lapic);
+	TEST_ASSERT(*id == (u32)old_id << 24, "xAPIC ID is 0x%x, wanted 0x%x",
+		    *id, (u32)old_id << 24);
+	*id = (u32)new_id << 24;
+	vcpu_ioctl(vcpu, KVM_SET_LAPIC, &lapic);
+}
+
+int main(int argc, char *argv[])
+{
+	int l2_user_exits = 0, checked = 0;
+	gva_t vmx_pages_gva;
+	struct kvm_vcpu *vcpu;
+	struct kvm_vm *vm;
+	struct ucall uc;
+
+	TEST_REQUIRE(kvm_cpu_has(X86_FEATURE_VMX));
+	TEST_REQUIRE(kvm_has_cap(KVM_CAP_NESTED_STATE));
+	__TEST_REQUIRE(get_kvm_intel_param_bool("enable_apicv"),
+		       "APICv disabled (kvm_intel.enable_apicv=N): nothing to defer");
+
+	ksft_print_header();
+	ksft_set_plan(2 * NR_CYCLES);
+
+	vm = vm_create_with_one_vcpu(&vcpu, l1_guest_code);
+	vcpu_alloc_vmx(vm, &vmx_pages_gva);
+	vcpu_args_set(vcpu, 1, vmx_pages_gva);
+	virt_pg_map(vm, APIC_DEFAULT_GPA, APIC_DEFAULT_GPA);
+	vm_install_exception_handler(vm, IPI_VECTOR, ipi_handler);
+
+	for (;;) {
+		vcpu_run(vcpu);
+		TEST_ASSERT_KVM_EXIT_REASON(vcpu, KVM_EXIT_IO);
+
+		switch (get_ucall(vcpu, &uc)) {
+		case UCALL_ABORT:
+			REPORT_GUEST_ASSERT(uc);
+			/* NOT REACHED */
+		case UCALL_SYNC:
+			break;
+		case UCALL_DONE:
+			goto done;
+		default:
+			TEST_FAIL("Unexpected ucall %lu", uc.cmd);
+		}
+
+		switch (uc.args[1]) {
+		case SYNC_L2_RESTORE_ID:
+			assert_l2_active(vcpu);
+			set_xapic_id(vcpu, MODIFIED_APIC_ID, 0);
+			break;
+		case SYNC_L2_MODIFY_ID:
+			assert_l2_active(vcpu);
+			set_xapic_id(vcpu, 0, MODIFIED_APIC_ID);
+			break;
+		case SYNC_L2_RUNNING:
+			l2_user_exits++;
+			break;
+		case SYNC_L1_CHECKED:
+			ksft_test_result_pass("%s while L2 was active, cycle %d\n",
+					      checked % 2 ? "inhibit" : "uninhibit",
+					      checked / 2 + 1);
+			checked++;
+			break;
+		default:
+			TEST_FAIL("Unexpected stage %lu", uc.args[1]);
+		}
+	}
+
+done:
+	TEST_ASSERT_EQ(checked, 2 * NR_CYCLES);
+	TEST_ASSERT_EQ(l2_user_exits, 2 * NR_CYCLES * NR_L2_USER_EXITS);
+	kvm_vm_free(vm);
+	ksft_finished();
+}

@@ -1,0 +1,245 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * vmx_apicv_defer_x2apic_test
+ *
+ * L1 lets L2 write its APIC_BASE MSR and APIC registers (the MSR bitmap is
+ * empty and L1's APIC page is mapped for L2, as in vmx_apicv_updates_test),
+ * so L2 switches L1's local APIC between xAPIC and x2APIC mode, repeatedly.
+ * Every switch changes L1's APICv state while L2 is active:
+ *
+ *  - xAPIC (ID modified, APICv inhibited) -> x2APIC: KVM forces the x2APIC ID
+ *    back to the vCPU ID, which clears the inhibit and activates APICv;
+ *  - x2APIC -> disabled -> xAPIC with a modified ID: APICv is deactivated
+ *    (APIC disabled), re-activated (xAPIC, default ID), then inhibited.
+ *
+ * So the switch of the APIC mode itself (vmx_set_virtual_apic_mode(), which
+ * always writes vmcs01 through the vmcs01 guard, and rebuilds the x2APIC MSR
+ * intercepts from the current APICv state) lands while an APICv refresh of
+ * vmcs01 is deferred, and several refreshes pile up before one VM-Exit.
+ *
+ * After each L2 run L1 checks the mode and ID L2 left it in and exercises
+ * that mode's APIC exactly: self-IPIs (x2APIC ICR and SELF_IPI MSRs, or the
+ * xAPIC ICR), one delivery each, in service until EOI and not after, PPR 0.
+ * A vmcs01 left with APICv off while KVM has it on loses the IPIs (KVM no
+ * longer injects them, virtual-interrupt delivery is off); one left with
+ * APICv on while KVM has it off swallows EOIs (virtualized against a stale
+ * SVI), leaving the vector in service.
+ *
+ * Must pass on upstream 7.2 and with kvm_apicv_defer.ko; fails with the
+ * module's request-only test build.
+ */
+#include "test_util.h"
+#include "kvm_util.h"
+#include "processor.h"
+#include "vmx.h"
+#include "apic.h"
+
+#define IPI_VECTOR		0xe0
+#define MODIFIED_APIC_ID	0x2a
+
+#define NR_CYCLES		4
+#define NR_IPI_ROUNDS		2
+#define NR_L2_MSR_EXITS		100
+
+enum {
+	SYNC_L1_X2APIC_CHECKED = 1,
+	SYNC_L1_XAPIC_CHECKED,
+};
+
+static volatile int ipis_received;
+
+static void ipi_handler(struct ex_regs *regs)
+{
+	ipis_received++;
+}
+
+static bool x2apic_mode(void)
+{
+	return rdmsr(MSR_IA32_APICBASE) & MSR_IA32_APICBASE_EXTD;
+}
+
+static u32 apic_read(unsigned int reg)
+{
+	return x2apic_mode() ? x2apic_read_reg(reg) : xapic_read_reg(reg);
+}
+
+static bool apic_vector_is_set(unsigned int reg, u8 vector)
+{
+	return apic_read(reg + APIC_VECTOR_TO_REG_OFFSET(vector)) &
+	       BIT(APIC_VECTOR_TO_BIT_NUMBER(vector));
+}
+
+static void apic_eoi(void)
+{
+	if (x2apic_mode())
+		x2apic_write_reg(APIC_EOI, 0);
+	else
+		xapic_write_reg(APIC_EOI, 0);
+}
+
+enum ipi_kind { IPI_ICR, IPI_SELF_IPI_MSR };
+
+static void send_self_ipi(enum ipi_kind kind)
+{
+	if (!x2apic_mode())
+		xapic_write_reg(APIC_ICR, APIC_DEST_SELF | APIC_DM_FIXED | IPI_VECTOR);
+	else if (kind == IPI_ICR)
+		x2apic_write_reg(APIC_ICR, APIC_DEST_SELF | APIC_DM_FIXED | IPI_VECTOR);
+	else
+		x2apic_write_reg(APIC_SELF_IPI, IPI_VECTOR);
+}
+
+static void l1_check_ipi(enum ipi_kind kind)
+{
+	int before = ipis_received;
+
+	send_self_ipi(kind);
+	sti_nop_cli();
+	__GUEST_ASSERT(ipis_received == before + 1,
+		       "Self-IPI (%s mode, %s) not delivered: received %d, wanted %d",
+		       x2apic_mode() ? "x2APIC" : "xAPIC",
+		       kind == IPI_ICR ? "ICR" : "SELF_IPI",
+		       ipis_received, before + 1);
+	GUEST_ASSERT(!apic_vector_is_set(APIC_IRR, IPI_VECTOR));
+	GUEST_ASSERT(apic_vector_is_set(APIC_ISR, IPI_VECTOR));
+	apic_eoi();
+	__GUEST_ASSERT(!apic_vector_is_set(APIC_ISR, IPI_VECTOR),
+		       "Vector 0x%x still in service after EOI (%s mode)",
+		       IPI_VECTOR, x2apic_mode() ? "x2APIC" : "xAPIC");
+	GUEST_ASSERT_EQ(apic_read(APIC_PROCPRI), 0);
+}
+
+static void l1_check_ipis(void)
+{
+	int i;
+
+	for (i = 0; i < NR_IPI_ROUNDS; i++) {
+		l1_check_ipi(IPI_ICR);
+		if (x2apic_mode())
+			l1_check_ipi(IPI_SELF_IPI_MSR);
+	}
+}
+
+static void l2_run_a_while(void)
+{
+	int i;
+
+	for (i = 0; i < NR_L2_MSR_EXITS; i++)
+		GUEST_ASSERT(rdmsr(MSR_IA32_APICBASE) & MSR_IA32_APICBASE_ENABLE);
+}
+
+/* Runs on L1's local APIC: all of L2's APIC accesses reach L1's APIC. */
+static void l2_guest_code(void)
+{
+	for (;;) {
+		x2apic_enable();
+		l2_run_a_while();
+		vmcall();
+
+		xapic_enable();
+		xapic_write_reg(APIC_ID, MODIFIED_APIC_ID << 24);
+		l2_run_a_while();
+		vmcall();
+	}
+}
+
+static void l1_run_l2(bool launch)
+{
+	GUEST_ASSERT(launch ? !vmlaunch() : !vmresume());
+	GUEST_ASSERT_EQ(vmreadz(VM_EXIT_REASON), EXIT_REASON_VMCALL);
+	vmwrite(GUEST_RIP, vmreadz(GUEST_RIP) + vmreadz(VM_EXIT_INSTRUCTION_LEN));
+}
+
+static void l1_guest_code(struct vmx_pages *vmx_pages)
+{
+#define L2_GUEST_STACK_SIZE 512
+	unsigned long l2_guest_stack[L2_GUEST_STACK_SIZE];
+	int i;
+
+	GUEST_ASSERT(prepare_for_vmx_operation(vmx_pages));
+	GUEST_ASSERT(load_vmcs(vmx_pages));
+	prepare_vmcs(vmx_pages, l2_guest_code, &l2_guest_stack[L2_GUEST_STACK_SIZE]);
+	vmwrite(CPU_BASED_VM_EXEC_CONTROL,
+		vmreadz(CPU_BASED_VM_EXEC_CONTROL) | CPU_BASED_USE_MSR_BITMAPS);
+
+	/* Start in xAPIC mode with APICv inhibited by a modified ID. */
+	xapic_enable();
+	l1_check_ipis();
+	xapic_write_reg(APIC_ID, MODIFIED_APIC_ID << 24);
+	l1_check_ipis();
+
+	for (i = 0; i < NR_CYCLES; i++) {
+		l1_run_l2(i == 0);
+		GUEST_ASSERT(x2apic_mode());
+		GUEST_ASSERT_EQ(x2apic_read_reg(APIC_ID), 0);
+		l1_check_ipis();
+		GUEST_SYNC(SYNC_L1_X2APIC_CHECKED);
+
+		l1_run_l2(false);
+		GUEST_ASSERT(!x2apic_mode());
+		GUEST_ASSERT_EQ(xapic_read_reg(APIC_ID), MODIFIED_APIC_ID << 24);
+		l1_check_ipis();
+		GUEST_SYNC(SYNC_L1_XAPIC_CHECKED);
+	}
+	GUEST_DONE();
+}
+
+int main(int argc, char *argv[])
+{
+	gva_t vmx_pages_gva;
+	struct kvm_vcpu *vcpu;
+	struct kvm_vm *vm;
+	struct ucall uc;
+	int checked = 0;
+
+	TEST_REQUIRE(kvm_cpu_has(X86_FEATURE_VMX));
+	TEST_REQUIRE(kvm_cpu_has(X86_FEATURE_X2APIC));
+	__TEST_REQUIRE(get_kvm_intel_param_bool("enable_apicv"),
+		       "APICv disabled (kvm_intel.enable_apicv=N): nothing to defer");
+
+	ksft_print_header();
+	ksft_set_plan(2 * NR_CYCLES);
+
+	vm = vm_create_with_one_vcpu(&vcpu, l1_guest_code);
+	vcpu_alloc_vmx(vm, &vmx_pages_gva);
+	vcpu_args_set(vcpu, 1, vmx_pages_gva);
+	virt_pg_map(vm, APIC_DEFAULT_GPA, APIC_DEFAULT_GPA);
+	vm_install_exception_handler(vm, IPI_VECTOR, ipi_handler);
+
+	for (;;) {
+		vcpu_run(vcpu);
+		TEST_ASSERT_KVM_EXIT_REASON(vcpu, KVM_EXIT_IO);
+
+		switch (get_ucall(vcpu, &uc)) {
+		case UCALL_ABORT:
+			REPORT_GUEST_ASSERT(uc);
+			/* NOT REACHED */
+		case UCALL_SYNC:
+			break;
+		case UCALL_DONE:
+			goto done;
+		default:
+			TEST_FAIL("Unexpected ucall %lu", uc.cmd);
+		}
+
+		switch (uc.args[1]) {
+		case SYNC_L1_X2APIC_CHECKED:
+		case SYNC_L1_XAPIC_CHECKED:
+			TEST_ASSERT_EQ(uc.args[1], SYNC_L1_X2APIC_CHECKED + checked % 2);
+			ksft_test_result_pass("L2 switched L1 to %s, cycle %d\n",
+					      uc.args[1] == SYNC_L1_X2APIC_CHECKED ?
+					      "x2APIC (uninhibited)" :
+					      "xAPIC (ID modified, inhibited)",
+					      checked / 2 + 1);
+			checked++;
+			break;
+		default:
+			TEST_FAIL("Unexpected stage %lu", uc.args[1]);
+		}
+	}
+
+done:
+	TEST_ASSERT_EQ(checked, 2 * NR_CYCLES);
+	kvm_vm_free(vm);
+	ksft_finished();
+}
