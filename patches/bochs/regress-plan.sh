@@ -1,0 +1,82 @@
+# SPDX-License-Identifier: GPL-2.0
+# Guest plan (sourced by the rig's /init) for the Bochs VMX fixes in
+# patches/bochs/: runs the KVM selftests that failed on Bochs without them,
+# plus the peer tests, on the emulated Intel host.  Driven by
+# patches/bochs/regress; kad.bochs_tests="a b c" on the command line limits
+# the run to those tests.
+. /lib/kad/kvm.sh
+T=/kad-selftests
+
+# kad.bochs_kvm=unpatched loads upstream 7.2's kvm-intel.ko instead of the
+# project's; kad.bochs_apicv=0 loads it with enable_apicv=0 (to tell Bochs
+# problems from KVM ones).
+# kad.bochs_trace=N dumps the last N lines of the kvm trace events after a
+# failed test.
+only= ko=/lib/modules/kad/kvm-intel.ko apicv=1 trace=0
+for arg in $(cat /proc/cmdline); do
+	case "$arg" in
+	kad.bochs_tests=*) only=$(echo "${arg#kad.bochs_tests=}" | tr , ' ') ;;
+	kad.bochs_kvm=unpatched) ko=/lib/modules/kad/kvm-intel-unpatched.ko ;;
+	kad.bochs_apicv=0) apicv=0 ;;
+	kad.bochs_trace=*) trace=${arg#kad.bochs_trace=} ;;
+	esac
+done
+want() {
+	[ -z "$only" ] && return 0
+	case " $only " in *" $1 "*) return 0 ;; esac
+	return 1
+}
+
+tap_check "insmod $(basename $ko) enable_apicv=$apicv nested=1 ept=1" \
+	kvm_load $ko enable_apicv=$apicv nested=1 ept=1
+kvm_report_host
+for p in nested ept; do
+	tap_check "kvm_intel.$p=Y" [ "$(kvm_intel_param $p)" = Y ]
+done
+[ "$apicv" = 0 ] || tap_check "kvm_intel.enable_apicv=Y" [ "$(kvm_intel_param enable_apicv)" = Y ]
+
+TR=/sys/kernel/tracing
+if [ "$trace" != 0 ]; then
+	mount -t tracefs tracefs $TR 2>/dev/null
+	echo 8192 >$TR/buffer_size_kb
+	echo 1 >$TR/events/kvm/enable
+fi
+
+# 0005: CPUID 15H reports the emulated TSC rate (ips=50000000).
+mhz=$(dmesg | sed -n 's/.*tsc: Detected \([0-9.]*\) MHz.*/\1/p' | head -n 1)
+tap_check "0005: guest TSC detected as 50 MHz (got ${mhz:-nothing})" [ "$mhz" = "50.000" ]
+
+# name timeout args...
+run() {
+	local name=$1 secs=$2; shift 2
+	want "$name" || return 0
+	local t0 t1
+	t0=$(cut -d' ' -f1 /proc/uptime)
+	[ "$trace" = 0 ] || echo >$TR/trace
+	tap_run "$name" "$secs" "$T/$name" "$@"
+	if [ "$trace" != 0 ] && [ "$TAP_RC" != 0 ] && [ "$TAP_RC" != 4 ]; then
+		grep -v '^#' $TR/trace | tail -n "$trace" | sed 's/^/# trace: /'
+	fi
+	t1=$(cut -d' ' -f1 /proc/uptime)
+	echo "# $name took $(echo "$t0 $t1" | awk '{printf "%.1f", $2 - $1}')s guest time"
+}
+
+# 0001: every VM with an in-kernel LAPIC under APICv.
+run xapic_state_test 300
+# 0002-0004: IPIs delivered by posted interrupts / virtual-interrupt
+# delivery to a halting vCPU while the sender spins with IF=0.
+if want xapic_ipi_test; then
+	run xapic_ipi_test 300 -s 5
+	n=$(sed -n 's/^Sending vCPU sent \([0-9]*\) IPIs.*/\1/p' /tmp/tap-run.log)
+	r=$(sed -n 's/.*received \([0-9]*\) IPIs.*/\1/p' /tmp/tap-run.log)
+	tap_check "0004: xapic_ipi_test sent >= 1000 IPIs in 5 s (sent ${n:-?}, received ${r:-?})" \
+		[ "${n:-0}" -ge 1000 ]
+fi
+run vmx_preemption_timer_test 300
+run vmx_apicv_updates_test 300
+run vmx_apic_access_test 300
+run nested_set_state_test 300
+run state_test 300
+run debug_regs 300
+run hyperv_features 600
+tap_dmesg_clean "no kernel warnings, RCU stalls or lockups"
