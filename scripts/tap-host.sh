@@ -13,11 +13,14 @@ h_skip() {
 }
 
 # h_step NAME CMD...: one TAP line for a host-side step; its output goes to
-# $LOGDIR/NAME.log and, on failure, is shown as diagnostics.
+# $LOGDIR/NAME.log and, on failure, is shown as diagnostics.  H_OUT is the
+# step's last line of output (the build scripts print their product there).
 h_step() {
 	local name=$1; shift
 	local logf="$LOGDIR/${name//[^A-Za-z0-9_.-]/_}.log"
+	H_OUT=
 	if "$@" >"$logf" 2>&1; then
+		H_OUT=$(tail -n 1 "$logf")
 		h_ok "$name"
 	else
 		tail -n 40 "$logf" | sed 's/^/# /'
