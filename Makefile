@@ -3,7 +3,7 @@
 # kvm-apicv-defer: top-level entry points.  The module itself is built by
 # Kbuild (see Kbuild); these targets drive the rig around it.
 
-.PHONY: all check bootstrap kernel module run boot help
+.PHONY: all check bootstrap kernel module run boot series bench bench-host dkms docs help
 
 all: module
 
@@ -14,6 +14,11 @@ help:
 	@echo "                (KDIR=/path/to/kernel/build for your own kernel)"
 	@echo "make boot       boot the emulated Intel host, show kvm_intel's VMX setup"
 	@echo "make kernel     build the patched host kernel"
+	@echo "make series     the upstream patch series in out/series/ (checkpatch'd)"
+	@echo "make bench      hook and deferral cost on the emulated host (out/bench/)"
+	@echo "make bench-host the same benchmark on a real Intel host with VMX"
+	@echo "make dkms       check that dkms builds the module for the rig's kernel"
+	@echo "make docs       build Documentation/ (docutils, warnings are errors)"
 	@echo "make bootstrap  install the toolchain (Debian, rustup, crates.io)"
 
 check:
@@ -32,4 +37,19 @@ boot:
 	@scripts/boot
 
 run:
-	@echo "make run: not available yet (needs the module and the emulated Intel host)"; exit 1
+	@scripts/run
+
+series:
+	@scripts/series
+
+bench:
+	@scripts/bench
+
+bench-host:
+	@scripts/bench --host
+
+dkms:
+	@scripts/dkms-check
+
+docs:
+	@scripts/build-docs
