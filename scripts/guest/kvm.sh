@@ -11,8 +11,12 @@ kvm_load() {
 	insmod "$intel" "$@"
 }
 
-kvm_intel_unload() {
-	rmmod kvm_intel
+# Unload kvm_intel and kvm: enable_apicv is kvm.ko's variable (kvm_intel
+# only exposes it as a parameter), so kvm_intel enable_apicv=0 sticks until
+# kvm.ko itself is reloaded.
+kvm_unload() {
+	rmmod kvm_intel 2>/dev/null
+	rmmod kvm
 }
 
 kvm_intel_param() {

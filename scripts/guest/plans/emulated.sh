@@ -9,7 +9,10 @@
 # Sourced by /init.
 . /lib/kad/kvm.sh
 . /lib/kad/refusals.sh
+. /lib/kad/reliability.sh
 T=/tests
+# vmx_apicv_defer_unload_test reloads the module after unloading it.
+export KVM_APICV_DEFER_KO=$M/kvm_apicv_defer.ko
 
 # Upstream peer tests, in the order of their cost.
 PEER="vmx_apicv_updates_test vmx_apic_access_test nested_set_state_test
@@ -78,18 +81,22 @@ if tap_check "b:module: insmod kvm_apicv_defer.ko" insmod $M/kvm_apicv_defer.ko;
 fi
 tap_dmesg_clean "b:module: no kernel warnings"
 
+# --- (r) reliability: load/unload while guests nest -----------------------
+load_cycles 100
+tap_dmesg_clean "r: no kernel warnings"
+
 # --- Refusals (bad setups), then upstream 7.2's own kvm-intel -------------
 run_refusals
 tap_dmesg_clean "refusals: no kernel warnings"
 
 # (u) The unpatched base's kvm-intel.ko on the same vmlinux and kvm.ko is
 # upstream 7.2: the peers must do there what they do in (a).
-rmmod kvm_intel
+kvm_unload
 if tap_check "u:upstream-7.2: insmod unpatched kvm-intel.ko" kvm_load $M/unpatched/kvm-intel.ko; then
 	for t in $PEER; do
 		tap_run "u:upstream-7.2: $t" 300 "$T/$t"
 	done
-	rmmod kvm_intel
+	kvm_unload
 fi
 tap_dmesg_clean "u:upstream-7.2: no kernel warnings"
 kvm_load
