@@ -1,0 +1,385 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * vmx_apicv_bench
+ *
+ * What the APICv hook (patches/host) and kvm_apicv_defer.ko cost, next to
+ * 7.2's own guard(vmx_vmcs01), written as a KVM selftest.  One run measures
+ * whatever kvm_intel (and hook module) the host has loaded; -c names that
+ * configuration in the output.  scripts/bench runs it under each
+ * configuration, interleaved, and aggregates.
+ *
+ * 1. roundtrip: L1 loops vmresume -> L2 vmcall -> nested VM-Exit to L1 and
+ *    reads the TSC around each vmresume.  The per-run value is the median
+ *    over the iterations (host timer ticks and the like land in a minority
+ *    of them); roundtrip_mean is the whole loop's TSC delta per iteration,
+ *    ticks, RIP advance and loop overhead included.  With the module loaded,
+ *    every nested VM-Exit calls its nested_vmexit callback.
+ *
+ * 2. update_l2: L2 exits to userspace (GUEST_SYNC: L1 does not intercept
+ *    I/O, see prepare_vmcs()), userspace toggles KVM_GUESTDBG_BLOCKIRQ (an
+ *    APICv inhibit for the VM) and runs the vCPU, still in L2, to L2's next
+ *    GUEST_SYNC.  Host-side TSC cycles for KVM_SET_GUEST_DEBUG + KVM_RUN.
+ *    KVM services KVM_REQ_APICV_UPDATE in that KVM_RUN while L2 is active:
+ *    without the module vmx_refresh_apicv_exec_ctrl() switches to vmcs01,
+ *    writes it and switches back (the guard); with it, the update is only
+ *    recorded.  noop_l2 is the same ioctl without a change of BLOCKIRQ (no
+ *    APICv update): the difference is the update's own cost.
+ *
+ * 3. exit_landing: right after (2), L2 reads the TSC and does vmcall; L1
+ *    reads the TSC when the nested VM-Exit returns to it.  That exit is the
+ *    one where the module applies the deferred update to vmcs01.
+ *    exit_plain is the same exit after the no-op ioctl.
+ *
+ * The update metrics alternate set and clear (deactivation, activation);
+ * their value is the mean of the median of each.
+ *
+ * Output: one line per metric, "KAD-BENCH <metric> <config> <value>", TSC
+ * cycles with one decimal; "# ..." lines are diagnostics.  On the emulated
+ * host (Bochs, clock sync=none) the TSC advances once per retired
+ * instruction, so these are instruction path lengths, not hardware latency.
+ *
+ * Usage: vmx_apicv_bench [-c CONFIG] [-r ROUNDTRIPS] [-u UPDATES] [-w WARMUP]
+ */
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "test_util.h"
+#include "kvm_util.h"
+#include "processor.h"
+#include "vmx.h"
+
+#define MAX_SAMPLES	4096
+
+enum {
+	CMD_ROUNDTRIP = 1,
+	CMD_UPDATE,
+	CMD_DONE,
+};
+
+enum {
+	SYNC_L1_CMD = 1,
+	SYNC_L2_UPDATE,
+	SYNC_L2_AFTER,
+};
+
+/* Written by the host before each command (sync_global_to_guest). */
+static u64 l1_cmd;
+static u64 l1_iters;
+
+/* Written by L1, read by L2 (same address space, no EPT). */
+static volatile u64 l2_sync;
+/* Written by L2 right before vmcall, read by L1. */
+static volatile u64 l2_tsc;
+
+/* Results, read by the host (sync_global_from_guest). */
+static u64 l1_samples[MAX_SAMPLES];
+static u64 l1_total;
+
+static void l2_guest_code(void)
+{
+	for (;;) {
+		if (l2_sync) {
+			GUEST_SYNC(SYNC_L2_UPDATE);
+			GUEST_SYNC(SYNC_L2_AFTER);
+		}
+		l2_tsc = rdtsc();
+		vmcall();
+	}
+}
+
+static void l1_skip_vmcall(void)
+{
+	GUEST_ASSERT_EQ(vmreadz(VM_EXIT_REASON), EXIT_REASON_VMCALL);
+	vmwrite(GUEST_RIP, vmreadz(GUEST_RIP) + vmreadz(VM_EXIT_INSTRUCTION_LEN));
+}
+
+static void l1_roundtrip(u64 n)
+{
+	u64 start, t0, t1, i;
+
+	l2_sync = 0;
+	start = rdtsc();
+	for (i = 0; i < n; i++) {
+		t0 = rdtsc();
+		GUEST_ASSERT(!vmresume());
+		t1 = rdtsc();
+		l1_samples[i] = t1 - t0;
+		l1_skip_vmcall();
+	}
+	l1_total = rdtsc() - start;
+}
+
+static void l1_update(u64 n)
+{
+	u64 t1, i;
+
+	l2_sync = 1;
+	for (i = 0; i < n; i++) {
+		GUEST_ASSERT(!vmresume());
+		t1 = rdtsc();
+		l1_samples[i] = t1 - l2_tsc;
+		l1_skip_vmcall();
+	}
+	l2_sync = 0;
+}
+
+static void l1_guest_code(struct vmx_pages *vmx_pages)
+{
+#define L2_GUEST_STACK_SIZE 512
+	unsigned long l2_guest_stack[L2_GUEST_STACK_SIZE];
+
+	GUEST_ASSERT(prepare_for_vmx_operation(vmx_pages));
+	GUEST_ASSERT(load_vmcs(vmx_pages));
+	prepare_vmcs(vmx_pages, l2_guest_code, &l2_guest_stack[L2_GUEST_STACK_SIZE]);
+
+	l2_sync = 0;
+	GUEST_ASSERT(!vmlaunch());
+	l1_skip_vmcall();
+
+	for (;;) {
+		GUEST_SYNC(SYNC_L1_CMD);
+		GUEST_ASSERT(l1_iters <= MAX_SAMPLES);
+		switch (l1_cmd) {
+		case CMD_ROUNDTRIP:
+			l1_roundtrip(l1_iters);
+			break;
+		case CMD_UPDATE:
+			l1_update(l1_iters);
+			break;
+		case CMD_DONE:
+			GUEST_DONE();
+			break;
+		default:
+			GUEST_FAIL("Unknown command %lu", l1_cmd);
+		}
+	}
+}
+
+static u64 host_samples[MAX_SAMPLES];
+
+static int cmp_u64(const void *a, const void *b)
+{
+	u64 x = *(const u64 *)a, y = *(const u64 *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* Median of every @stride-th sample from @first (sorts a copy). */
+static double median(const u64 *s, u64 n, u64 first, u64 stride)
+{
+	static u64 tmp[MAX_SAMPLES];
+	u64 i, m = 0;
+
+	for (i = first; i < n; i += stride)
+		tmp[m++] = s[i];
+	TEST_ASSERT(m, "No samples");
+	qsort(tmp, m, sizeof(tmp[0]), cmp_u64);
+	return m % 2 ? tmp[m / 2] : (tmp[m / 2 - 1] + tmp[m / 2]) / 2.0;
+}
+
+/* Mean of the medians of the even (set) and odd (clear) samples. */
+static double median_pairs(const u64 *s, u64 n)
+{
+	return (median(s, n, 0, 2) + median(s, n, 1, 2)) / 2;
+}
+
+static void report(const char *metric, const char *config, double v)
+{
+	printf("KAD-BENCH %s %s %.1f\n", metric, config, v);
+}
+
+static void diag(const char *metric, const u64 *s, u64 n)
+{
+	u64 i, lo = ~0ull, hi = 0;
+
+	for (i = 0; i < n; i++) {
+		lo = s[i] < lo ? s[i] : lo;
+		hi = s[i] > hi ? s[i] : hi;
+	}
+	printf("# %s: %lu samples, min %lu, max %lu\n", metric, n, lo, hi);
+}
+
+static u64 get_sync(struct kvm_vcpu *vcpu)
+{
+	struct ucall uc;
+
+	TEST_ASSERT_KVM_EXIT_REASON(vcpu, KVM_EXIT_IO);
+	switch (get_ucall(vcpu, &uc)) {
+	case UCALL_ABORT:
+		REPORT_GUEST_ASSERT(uc);
+		/* NOT REACHED */
+	case UCALL_SYNC:
+		return uc.args[1];
+	case UCALL_DONE:
+		return 0;
+	default:
+		TEST_FAIL("Unexpected ucall %lu", uc.cmd);
+	}
+	return 0;
+}
+
+static bool vcpu_in_l2(struct kvm_vcpu *vcpu)
+{
+	static struct {
+		struct kvm_nested_state state;
+		u8 data[16384];
+	} nested;
+
+	nested.state.size = sizeof(nested);
+	vcpu_nested_state_get(vcpu, &nested.state);
+	return nested.state.flags & KVM_STATE_NESTED_GUEST_MODE;
+}
+
+/* Send L1 a command; returns with L1 at its next SYNC_L1_CMD. */
+static void l1_command(struct kvm_vcpu *vcpu, u64 cmd, u64 iters)
+{
+	l1_cmd = cmd;
+	l1_iters = iters;
+	sync_global_to_guest(vcpu->vm, l1_cmd);
+	sync_global_to_guest(vcpu->vm, l1_iters);
+	vcpu_run(vcpu);
+}
+
+static void run_roundtrip(struct kvm_vcpu *vcpu, u64 n)
+{
+	l1_command(vcpu, CMD_ROUNDTRIP, n);
+	TEST_ASSERT_EQ(get_sync(vcpu), SYNC_L1_CMD);
+	sync_global_from_guest(vcpu->vm, l1_samples);
+	sync_global_from_guest(vcpu->vm, l1_total);
+}
+
+/*
+ * L1 runs L2 @n times; each time L2 stops at SYNC_L2_UPDATE, where we set
+ * BLOCKIRQ to the opposite of its current state (@toggle) or to the same
+ * (no APICv update), timing the ioctl and the KVM_RUN to SYNC_L2_AFTER.
+ */
+static void run_update(struct kvm_vcpu *vcpu, u64 n, bool toggle, bool check_l2)
+{
+	struct kvm_guest_debug debug = {};
+	bool blocked = false;
+	u64 i = 0, t0, t1;
+	int r1, r2;
+
+	l1_cmd = CMD_UPDATE;
+	l1_iters = n;
+	sync_global_to_guest(vcpu->vm, l1_cmd);
+	sync_global_to_guest(vcpu->vm, l1_iters);
+	for (;;) {
+		vcpu_run(vcpu);
+		switch (get_sync(vcpu)) {
+		case SYNC_L2_UPDATE:
+			break;
+		case SYNC_L1_CMD:
+			TEST_ASSERT_EQ(i, n);
+			sync_global_from_guest(vcpu->vm, l1_samples);
+			TEST_ASSERT(!blocked, "BLOCKIRQ left set");
+			return;
+		default:
+			TEST_FAIL("Unexpected stop at iteration %lu", i);
+		}
+		if (check_l2)
+			TEST_ASSERT(vcpu_in_l2(vcpu), "L2 is not active at SYNC_L2_UPDATE");
+		if (toggle)
+			blocked = !blocked;
+		debug.control = blocked ? KVM_GUESTDBG_ENABLE | KVM_GUESTDBG_BLOCKIRQ : 0;
+
+		t0 = rdtsc();
+		r1 = __vcpu_ioctl(vcpu, KVM_SET_GUEST_DEBUG, &debug);
+		r2 = __vcpu_run(vcpu);
+		t1 = rdtsc();
+
+		TEST_ASSERT(!r1, "KVM_SET_GUEST_DEBUG failed, errno %d", errno);
+		TEST_ASSERT(!r2, "KVM_RUN failed, errno %d", errno);
+		TEST_ASSERT_EQ(get_sync(vcpu), SYNC_L2_AFTER);
+		TEST_ASSERT(i < MAX_SAMPLES, "Too many L2 stops");
+		host_samples[i++] = t1 - t0;
+	}
+}
+
+static u64 parse_count(const char *s, u64 min)
+{
+	char *end;
+	unsigned long v = strtoul(s, &end, 0);
+
+	TEST_ASSERT(*s && !*end && v >= min && v <= MAX_SAMPLES,
+		    "Bad count '%s' (%lu..%d)", s, min, MAX_SAMPLES);
+	return v;
+}
+
+int main(int argc, char *argv[])
+{
+	const char *config = "unnamed";
+	u64 roundtrips = 400, updates = 100, warmup = 8;
+	gva_t vmx_pages_gva;
+	struct kvm_vcpu *vcpu;
+	struct kvm_vm *vm;
+	int opt;
+
+	while ((opt = getopt(argc, argv, "c:r:u:w:h")) != -1) {
+		switch (opt) {
+		case 'c':
+			config = optarg;
+			break;
+		case 'r':
+			roundtrips = parse_count(optarg, 1);
+			break;
+		case 'u':
+			updates = parse_count(optarg, 2);
+			break;
+		case 'w':
+			warmup = parse_count(optarg, 2);
+			break;
+		default:
+			printf("usage: %s [-c CONFIG] [-r ROUNDTRIPS] [-u UPDATES] [-w WARMUP]\n",
+			       argv[0]);
+			exit(opt == 'h' ? 0 : KSFT_FAIL);
+		}
+	}
+	/* Set/clear pairs. */
+	updates += updates % 2;
+	warmup += warmup % 2;
+
+	TEST_REQUIRE(kvm_cpu_has(X86_FEATURE_VMX));
+	TEST_REQUIRE(kvm_has_cap(KVM_CAP_SET_GUEST_DEBUG));
+	TEST_REQUIRE(kvm_has_cap(KVM_CAP_NESTED_STATE));
+	__TEST_REQUIRE(get_kvm_intel_param_bool("enable_apicv"),
+		       "APICv disabled (kvm_intel.enable_apicv=N): no APICv updates");
+
+	vm = vm_create_with_one_vcpu(&vcpu, l1_guest_code);
+	vcpu_alloc_vmx(vm, &vmx_pages_gva);
+	vcpu_args_set(vcpu, 1, vmx_pages_gva);
+
+	vcpu_run(vcpu);
+	TEST_ASSERT_EQ(get_sync(vcpu), SYNC_L1_CMD);
+
+	/* Warm up every path; check once that the toggles happen in L2. */
+	run_roundtrip(vcpu, warmup);
+	run_update(vcpu, warmup, true, true);
+	run_update(vcpu, warmup, false, true);
+
+	printf("# config %s: %lu round trips, %lu APICv updates per run\n",
+	       config, roundtrips, updates);
+
+	run_roundtrip(vcpu, roundtrips);
+	diag("roundtrip", l1_samples, roundtrips);
+	report("roundtrip", config, median(l1_samples, roundtrips, 0, 1));
+	report("roundtrip_mean", config, (double)l1_total / roundtrips);
+
+	run_update(vcpu, updates, true, false);
+	diag("update_l2", host_samples, updates);
+	report("update_l2", config, median_pairs(host_samples, updates));
+	diag("exit_landing", l1_samples, updates);
+	report("exit_landing", config, median_pairs(l1_samples, updates));
+
+	run_update(vcpu, updates, false, false);
+	diag("noop_l2", host_samples, updates);
+	report("noop_l2", config, median_pairs(host_samples, updates));
+	diag("exit_plain", l1_samples, updates);
+	report("exit_plain", config, median_pairs(l1_samples, updates));
+
+	l1_command(vcpu, CMD_DONE, 0);
+	TEST_ASSERT_EQ(get_sync(vcpu), 0);
+
+	kvm_vm_free(vm);
+	return 0;
+}

@@ -1,0 +1,140 @@
+# SPDX-License-Identifier: GPL-2.0
+# `make bench`: the hook's and the deferral's cost against 7.2's guard, in one
+# boot of the emulated Intel host.  Configurations, interleaved per repetition
+# (upstream patched module upstream patched module ...):
+#   upstream  the unpatched base's kvm-intel.ko (= upstream 7.2)
+#   patched   patches/host's kvm-intel.ko, no hook registered
+#   module    patched + kvm_apicv_defer.ko (the deferral)
+#   counter   patched + apicv_hook_counter.ko (the sample: a hook that only
+#             counts, never defers: the hook API's own cost)
+# /bench/vmx_apicv_bench prints "KAD-BENCH <metric> <config> <value>" lines,
+# which scripts/bench collects from the console.  Kernel command line:
+#   kad.bench_n=N          repetitions (default 5)
+#   kad.bench_args=A,B,..  arguments for vmx_apicv_bench (commas: spaces)
+#   kad.bench_configs=A,B  configurations, in order (default
+#                          upstream,patched,module)
+# Sourced by /init.
+. /lib/kad/kvm.sh
+BENCH=/bench/vmx_apicv_bench
+
+bench_n=5
+bench_args=
+bench_configs="upstream patched module"
+for arg in $(cat /proc/cmdline); do
+	case "$arg" in
+	kad.bench_n=*) bench_n=${arg#kad.bench_n=} ;;
+	kad.bench_args=*) bench_args=$(echo "${arg#kad.bench_args=}" | tr , ' ') ;;
+	kad.bench_configs=*) bench_configs=$(echo "${arg#kad.bench_configs=}" | tr , ' ') ;;
+	esac
+done
+
+# What is loaded: kvm_intel "patched" or "unpatched"; the hook module
+# "none", "kvm_apicv_defer" or "apicv_hook_counter".
+cur_intel=none
+cur_mod=none
+
+bench_module() {
+	[ "$cur_mod" = "$1" ] && return 0
+	if [ "$cur_mod" != none ]; then
+		rmmod "$cur_mod" || return 1
+	fi
+	cur_mod=none
+	if [ "$1" != none ]; then
+		insmod "$M/$1.ko" || return 1
+	fi
+	cur_mod=$1
+}
+
+bench_intel() {
+	[ "$cur_intel" = "$1" ] && return 0
+	bench_module none || return 1
+	if [ "$cur_intel" != none ]; then
+		rmmod kvm_intel || return 1
+	fi
+	cur_intel=none
+	if [ "$1" = unpatched ]; then
+		kvm_load $M/unpatched/kvm-intel.ko || return 1
+	else
+		kvm_load || return 1
+	fi
+	cur_intel=$1
+}
+
+bench_setup() {
+	case "$1" in
+	upstream) bench_intel unpatched ;;
+	patched) bench_intel patched && bench_module none ;;
+	module) bench_intel patched && bench_module kvm_apicv_defer ;;
+	counter) bench_intel patched && bench_module apicv_hook_counter ;;
+	*) return 1 ;;
+	esac
+}
+
+uptime_s() {
+	cut -d' ' -f1 /proc/uptime
+}
+
+# The hook modules' debugfs counters: proof that the configuration ran the
+# path it is named after.
+debugfs_count() {
+	case "$1" in
+	module) cat /sys/kernel/debug/kvm_apicv_defer/deferred 2>/dev/null || echo 0 ;;
+	counter) cat /sys/kernel/debug/apicv_hook_counter/nested_vmexits 2>/dev/null || echo 0 ;;
+	*) echo 0 ;;
+	esac
+}
+
+# bench_run REP CONFIG
+bench_run() {
+	local rep=$1 cfg=$2 log=/tmp/bench.log t0 t1 d0 d1 rc
+	d0=$(debugfs_count "$cfg")
+	t0=$(uptime_s)
+	# shellcheck disable=SC2086 # bench_args is a word list
+	timeout -s KILL 600 $BENCH -c "$cfg" $bench_args >$log 2>&1
+	rc=$?
+	t1=$(uptime_s)
+	grep '^KAD-BENCH ' $log
+	grep -v '^KAD-BENCH ' $log | sed 's/^# //; s/^/# /'
+	echo "# rep $rep $cfg: ${t0}s -> ${t1}s (guest uptime)"
+	case $rc in
+	0) tap_ok "rep $rep: $cfg" ;;
+	4) tap_not_ok "rep $rep: $cfg # SKIPPED by the benchmark: no numbers" ;;
+	137) tap_not_ok "rep $rep: $cfg # timed out" ;;
+	*) tap_not_ok "rep $rep: $cfg # exit=$rc" ;;
+	esac
+	d1=$(debugfs_count "$cfg")
+	case $cfg in
+	module) tap_check "rep $rep: module: updates deferred ($((d1 - d0)))" [ "$((d1 - d0))" -gt 0 ] ;;
+	counter) tap_check "rep $rep: counter: hook called at nested VM-Exits ($((d1 - d0)))" [ "$((d1 - d0))" -gt 0 ] ;;
+	esac
+}
+
+echo "# KAD-BENCH-INFO emulated: Bochs TSC counts retired instructions (path length, not latency)"
+tap_check "insmod kvm-intel.ko" bench_intel patched
+kvm_report_host
+for p in enable_apicv nested ept; do
+	tap_check "kvm_intel.$p=Y" [ "$(kvm_intel_param $p)" = Y ]
+done
+tap_check "benchmark binary present" [ -x $BENCH ]
+tap_check "upstream kvm-intel.ko present" [ -f $M/unpatched/kvm-intel.ko ]
+for cfg in $bench_configs; do
+	case $cfg in
+	module) tap_check "kvm_apicv_defer.ko present" [ -f $M/kvm_apicv_defer.ko ] ;;
+	counter) tap_check "apicv_hook_counter.ko present" [ -f $M/apicv_hook_counter.ko ] ;;
+	esac
+done
+tap_dmesg_clean "setup: no kernel warnings"
+
+rep=1
+while [ "$rep" -le "$bench_n" ]; do
+	for cfg in $bench_configs; do
+		if bench_setup $cfg; then
+			bench_run $rep $cfg
+		else
+			tap_not_ok "rep $rep: $cfg # could not load the configuration"
+		fi
+	done
+	rep=$((rep + 1))
+done
+bench_setup patched
+tap_dmesg_clean "bench: no kernel warnings"
