@@ -5,27 +5,29 @@
  * A vCPU is born with APICv active and KVM_REQ_APICV_UPDATE pending
  * (423ecfea77dd: it is not yet visible to kvm_make_all_cpus_request()).  When
  * userspace restores a VM whose vCPU was running L2, the first KVM_RUN
- * services that request with L2 already active, i.e. the APICv update of
- * vmcs01 happens, or is deferred, in guest mode before the vCPU has ever run.
+ * services that request with L2 already active: the APICv update of vmcs01
+ * happens, or is deferred, in guest mode before the vCPU has ever run.
  *
- * Here L1 runs L2 with APICv active and one IRQ in service; L2 exits to
- * userspace, which saves the vCPU (including KVM_GET_NESTED_STATE and
- * KVM_GET_LAPIC) and restores it into a new VM.  Before loading the state
- * it sets an inhibit: the restored xAPIC ID differs from the vCPU ID.  The
- * first KVM_RUN must then deactivate APICv with L2 active.  L2 keeps running
- * (more VM-Entries, trips to userspace) and exits to L1, where L1 must see
- * KVM's emulated APIC behave exactly: its in-service IRQ is EOIed, and new
- * self-IPIs arrive once and leave nothing in service.
+ * L1 runs L2 with APICv active; L2 exits to userspace, which saves the vCPU
+ * (KVM_GET_NESTED_STATE included, plus KVM_GET_LAPIC), drops the VM, creates
+ * a new one and sets an APICv inhibit on it BEFORE loading the state, so the
+ * first KVM_RUN deactivates APICv with L2 active.  L2 keeps running (more
+ * VM-Entries, trips to userspace) and exits to L1, which checks what it gets:
  *
- * If the deferred deactivation is never applied (the request-only form of
- * the deferral), vmcs01 keeps virtual-interrupt delivery on while KVM
- * injects L1's IRQs itself: KVM sets the ISR bit without updating SVI, L1's
- * EOI is virtualized by the CPU and clears the ISR bit named by SVI instead,
- * and the IPI vector stays in service after EOI.
+ *  - x2APIC, restored with KVM_GUESTDBG_BLOCKIRQ set: L1 sends itself IPIs
+ *    through the SELF_IPI and ICR MSRs and opens an IRQ window: nothing may
+ *    arrive.  A vmcs01 still set up for APICv (the deferred deactivation
+ *    never applied, as with the request-only form of the deferral) passes
+ *    SELF_IPI writes through its MSR bitmap to the CPU, which virtualizes the
+ *    self-IPI and delivers it despite BLOCKIRQ.  Userspace then clears
+ *    BLOCKIRQ (L1 active) and the IPI arrives, once.
+ *  - xAPIC with an IRQ in service, restored with a modified APIC ID: L1's EOI,
+ *    new self-IPIs (once each) and their EOIs must all behave.  (This one
+ *    checks KVM, not the deferral: while the VM is inhibited L1's xAPIC
+ *    accesses are all emulated, and a fresh vmcs01 has no stale RVI.)
  *
- * The migration is repeated with the opposite direction too (L1 enters L2
- * inhibited, the restored APIC ID is the vCPU ID again), and each cycle runs
- * both.  The source VM is dropped before the destination runs.
+ * Both restores run NR_CYCLES times.  The source VM is gone before the
+ * destination runs.
  *
  * Must pass on upstream 7.2 and with kvm_apicv_defer.ko; must fail with the
  * module's request-only test build.
@@ -40,14 +42,15 @@
 #define MODIFIED_APIC_ID	0x2a
 
 #define NR_CYCLES		2
-#define NR_IPI_ROUNDS		3
+#define NR_IPI_ROUNDS		2
 #define NR_L2_MSR_EXITS		200
 #define NR_L2_USER_EXITS	4
 
 enum {
-	SYNC_L2_MIGRATE_INHIBITED = 1,	/* restore with a modified APIC ID */
-	SYNC_L2_MIGRATE_UNINHIBITED,	/* restore with the vCPU's APIC ID */
+	SYNC_L2_MIGRATE_BLOCKIRQ = 1,	/* restore with BLOCKIRQ set */
+	SYNC_L2_MIGRATE_ID,		/* restore with a modified xAPIC ID */
 	SYNC_L2_RUNNING,
+	SYNC_L1_CLEAR_BLOCKIRQ,
 	SYNC_L1_CHECKED,
 };
 
@@ -58,33 +61,56 @@ static void ipi_handler(struct ex_regs *regs)
 	ipis_received++;
 }
 
+static bool x2apic_mode(void)
+{
+	return rdmsr(MSR_IA32_APICBASE) & MSR_IA32_APICBASE_EXTD;
+}
+
+static u32 apic_read(unsigned int reg)
+{
+	return x2apic_mode() ? x2apic_read_reg(reg) : xapic_read_reg(reg);
+}
+
 static bool apic_vector_is_set(unsigned int reg, u8 vector)
 {
-	return xapic_read_reg(reg + APIC_VECTOR_TO_REG_OFFSET(vector)) &
+	return apic_read(reg + APIC_VECTOR_TO_REG_OFFSET(vector)) &
 	       BIT(APIC_VECTOR_TO_BIT_NUMBER(vector));
 }
 
-/* Take one self-IPI in a one-instruction IRQ window; leave it in service. */
-static void l1_take_self_ipi(void)
+enum ipi_kind { IPI_ICR, IPI_SELF_IPI_MSR };
+
+static void send_self_ipi(enum ipi_kind kind)
+{
+	if (!x2apic_mode())
+		xapic_write_reg(APIC_ICR, APIC_DEST_SELF | APIC_DM_FIXED | IPI_VECTOR);
+	else if (kind == IPI_ICR)
+		x2apic_write_reg(APIC_ICR, APIC_DEST_SELF | APIC_DM_FIXED | IPI_VECTOR);
+	else
+		x2apic_write_reg(APIC_SELF_IPI, IPI_VECTOR);
+}
+
+/* Open an IRQ window of one instruction; expect exactly @nr IRQs. */
+static void l1_expect_irqs(int nr)
 {
 	int before = ipis_received;
 
-	xapic_write_reg(APIC_ICR, APIC_DEST_SELF | APIC_DM_FIXED | IPI_VECTOR);
 	sti_nop_cli();
-	__GUEST_ASSERT(ipis_received == before + 1,
-		       "Self-IPI not delivered to L1: received %d, wanted %d",
-		       ipis_received, before + 1);
-	GUEST_ASSERT(!apic_vector_is_set(APIC_IRR, IPI_VECTOR));
-	GUEST_ASSERT(apic_vector_is_set(APIC_ISR, IPI_VECTOR));
+	__GUEST_ASSERT(ipis_received == before + nr,
+		       "Wanted %d IRQ(s) in the window (%s mode), got %d", nr,
+		       x2apic_mode() ? "x2APIC" : "xAPIC", ipis_received - before);
 }
 
 static void l1_eoi_and_check(void)
 {
+	GUEST_ASSERT(!apic_vector_is_set(APIC_IRR, IPI_VECTOR));
 	GUEST_ASSERT(apic_vector_is_set(APIC_ISR, IPI_VECTOR));
-	xapic_write_reg(APIC_EOI, 0);
+	if (x2apic_mode())
+		x2apic_write_reg(APIC_EOI, 0);
+	else
+		xapic_write_reg(APIC_EOI, 0);
 	__GUEST_ASSERT(!apic_vector_is_set(APIC_ISR, IPI_VECTOR),
 		       "Vector 0x%x still in service after EOI", IPI_VECTOR);
-	GUEST_ASSERT_EQ(xapic_read_reg(APIC_PROCPRI), 0);
+	GUEST_ASSERT_EQ(apic_read(APIC_PROCPRI), 0);
 }
 
 static void l1_check_ipis(void)
@@ -92,8 +118,14 @@ static void l1_check_ipis(void)
 	int i;
 
 	for (i = 0; i < NR_IPI_ROUNDS; i++) {
-		l1_take_self_ipi();
+		send_self_ipi(IPI_ICR);
+		l1_expect_irqs(1);
 		l1_eoi_and_check();
+		if (x2apic_mode()) {
+			send_self_ipi(IPI_SELF_IPI_MSR);
+			l1_expect_irqs(1);
+			l1_eoi_and_check();
+		}
 	}
 }
 
@@ -112,11 +144,11 @@ static void l2_guest_code(void)
 	int i;
 
 	for (i = 0; i < NR_CYCLES; i++) {
-		GUEST_SYNC(SYNC_L2_MIGRATE_INHIBITED);
+		GUEST_SYNC(SYNC_L2_MIGRATE_BLOCKIRQ);
 		l2_run_a_while();
 		vmcall();
 
-		GUEST_SYNC(SYNC_L2_MIGRATE_UNINHIBITED);
+		GUEST_SYNC(SYNC_L2_MIGRATE_ID);
 		l2_run_a_while();
 		vmcall();
 	}
@@ -146,19 +178,36 @@ static void l1_guest_code(struct vmx_pages *vmx_pages)
 	l1_check_ipis();
 
 	for (i = 0; i < NR_CYCLES; i++) {
-		/* APICv active; restored into a VM where it is inhibited. */
-		GUEST_ASSERT_EQ(xapic_read_reg(APIC_ID), 0);
-		l1_take_self_ipi();
+		/* x2APIC (also clears a modified xAPIC ID), APICv active. */
+		x2apic_enable();
+		GUEST_ASSERT_EQ(x2apic_read_reg(APIC_ID), 0);
+		l1_check_ipis();
 		l1_run_l2(i == 0);
-		GUEST_ASSERT_EQ(xapic_read_reg(APIC_ID), MODIFIED_APIC_ID << 24);
+
+		/* Restored into a VM with BLOCKIRQ set. */
+		GUEST_ASSERT(x2apic_mode());
+		send_self_ipi(IPI_SELF_IPI_MSR);
+		l1_expect_irqs(0);
+		send_self_ipi(IPI_ICR);
+		l1_expect_irqs(0);
+		GUEST_ASSERT(apic_vector_is_set(APIC_IRR, IPI_VECTOR));
+		GUEST_SYNC(SYNC_L1_CLEAR_BLOCKIRQ);
+		l1_expect_irqs(1);
 		l1_eoi_and_check();
 		l1_check_ipis();
 		GUEST_SYNC(SYNC_L1_CHECKED);
 
-		/* APICv inhibited; restored into a VM where it is not. */
-		l1_take_self_ipi();
-		l1_run_l2(false);
+		/* xAPIC, APICv active, one IRQ in service. */
+		xapic_enable();
 		GUEST_ASSERT_EQ(xapic_read_reg(APIC_ID), 0);
+		l1_check_ipis();
+		send_self_ipi(IPI_ICR);
+		l1_expect_irqs(1);
+		l1_run_l2(false);
+
+		/* Restored into a VM where the APIC ID is modified. */
+		GUEST_ASSERT(!x2apic_mode());
+		GUEST_ASSERT_EQ(xapic_read_reg(APIC_ID), MODIFIED_APIC_ID << 24);
 		l1_eoi_and_check();
 		l1_check_ipis();
 		GUEST_SYNC(SYNC_L1_CHECKED);
@@ -178,13 +227,23 @@ static bool vcpu_in_l2(struct kvm_vcpu *vcpu)
 	return nested.state.flags & KVM_STATE_NESTED_GUEST_MODE;
 }
 
+static void set_blockirq(struct kvm_vcpu *vcpu, bool block)
+{
+	struct kvm_guest_debug debug = {
+		.control = block ? KVM_GUESTDBG_ENABLE | KVM_GUESTDBG_BLOCKIRQ : 0,
+	};
+
+	vcpu_guest_debug_set(vcpu, &debug);
+}
+
 /*
- * Save the vCPU (running L2), drop the VM, create a new one, set the xAPIC ID
- * to @new_id (an inhibit unless it is the vCPU ID) and only then load the
- * rest of the state, nested state last.
+ * Save the vCPU (running L2), drop the VM, create a new one, set an APICv
+ * inhibit on it and only then load the saved state, nested state last:
+ * BLOCKIRQ (x2APIC; LAPIC state loaded after the APIC mode), or the saved
+ * LAPIC with its xAPIC ID changed to @new_id (xAPIC).
  */
 static struct kvm_vcpu *migrate(struct kvm_vm *vm, struct kvm_vcpu *vcpu,
-				u8 old_id, u8 new_id)
+				bool blockirq, u8 new_id)
 {
 	struct kvm_x86_state *state;
 	struct kvm_lapic_state lapic;
@@ -195,21 +254,26 @@ static struct kvm_vcpu *migrate(struct kvm_vm *vm, struct kvm_vcpu *vcpu,
 	TEST_ASSERT(state->nested.flags & KVM_STATE_NESTED_GUEST_MODE,
 		    "Saved nested state is not in guest mode");
 	vcpu_ioctl(vcpu, KVM_GET_LAPIC, &lapic);
-	TEST_ASSERT(*id == (u32)old_id << 24, "xAPIC ID is 0x%x, wanted 0x%x",
-		    *id, (u32)old_id << 24);
 
 	kvm_vm_release(vm);
-
 	vcpu = vm_recreate_with_one_vcpu(vm);
-	*id = (u32)new_id << 24;
-	vcpu_ioctl(vcpu, KVM_SET_LAPIC, &lapic);
-	vcpu_load_state(vcpu, state);
+
+	if (blockirq) {
+		set_blockirq(vcpu, true);
+		vcpu_load_state(vcpu, state);
+		vcpu_ioctl(vcpu, KVM_SET_LAPIC, &lapic);
+	} else {
+		*id = (u32)new_id << 24;
+		vcpu_ioctl(vcpu, KVM_SET_LAPIC, &lapic);
+		vcpu_load_state(vcpu, state);
+		vcpu_ioctl(vcpu, KVM_GET_LAPIC, &lapic);
+		TEST_ASSERT(*id == (u32)new_id << 24,
+			    "Restored xAPIC ID is 0x%x, wanted 0x%x", *id,
+			    (u32)new_id << 24);
+	}
 	kvm_x86_state_cleanup(state);
 
 	TEST_ASSERT(vcpu_in_l2(vcpu), "L2 is not active after restore");
-	vcpu_ioctl(vcpu, KVM_GET_LAPIC, &lapic);
-	TEST_ASSERT(*id == (u32)new_id << 24, "Restored xAPIC ID is 0x%x, wanted 0x%x",
-		    *id, (u32)new_id << 24);
 	return vcpu;
 }
 
@@ -222,7 +286,9 @@ int main(int argc, char *argv[])
 	struct ucall uc;
 
 	TEST_REQUIRE(kvm_cpu_has(X86_FEATURE_VMX));
+	TEST_REQUIRE(kvm_cpu_has(X86_FEATURE_X2APIC));
 	TEST_REQUIRE(kvm_has_cap(KVM_CAP_NESTED_STATE));
+	TEST_REQUIRE(kvm_has_cap(KVM_CAP_SET_GUEST_DEBUG));
 	__TEST_REQUIRE(get_kvm_intel_param_bool("enable_apicv"),
 		       "APICv disabled (kvm_intel.enable_apicv=N): nothing to defer");
 
@@ -252,18 +318,24 @@ int main(int argc, char *argv[])
 		}
 
 		switch (uc.args[1]) {
-		case SYNC_L2_MIGRATE_INHIBITED:
-			vcpu = migrate(vm, vcpu, 0, MODIFIED_APIC_ID);
+		case SYNC_L2_MIGRATE_BLOCKIRQ:
+			vcpu = migrate(vm, vcpu, true, 0);
 			break;
-		case SYNC_L2_MIGRATE_UNINHIBITED:
-			vcpu = migrate(vm, vcpu, MODIFIED_APIC_ID, 0);
+		case SYNC_L2_MIGRATE_ID:
+			vcpu = migrate(vm, vcpu, false, MODIFIED_APIC_ID);
 			break;
 		case SYNC_L2_RUNNING:
 			l2_user_exits++;
 			break;
+		case SYNC_L1_CLEAR_BLOCKIRQ:
+			TEST_ASSERT(!vcpu_in_l2(vcpu), "L2 is active");
+			set_blockirq(vcpu, false);
+			break;
 		case SYNC_L1_CHECKED:
-			ksft_test_result_pass("restore with APICv %s while L2 is active, cycle %d\n",
-					      checked % 2 ? "uninhibited" : "inhibited",
+			ksft_test_result_pass("%s, cycle %d\n",
+					      checked % 2 ?
+					      "xAPIC, restored with a modified APIC ID" :
+					      "x2APIC, restored with BLOCKIRQ set",
 					      checked / 2 + 1);
 			checked++;
 			break;

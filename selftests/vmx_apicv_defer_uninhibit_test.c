@@ -19,19 +19,22 @@
  * sets RVI, counting on VID to deliver them; with VID off in vmcs01 nothing
  * delivers them.  A self-IPI sent by L1 after the VM-Exit is never received.
  *
- * The opposite direction is checked too: the ID is modified again while L2
- * runs, so APICv is deactivated while L2 is active.  A stale vmcs01 then
- * keeps VID on while KVM injects L1's interrupts itself: KVM sets the ISR bit
- * in the vAPIC page without touching SVI, and L1's EOI is virtualized by the
- * CPU, which clears the ISR bit named by SVI (a different one), so the
- * vector stays in service after EOI.  L1 checks ISR after every EOI.
+ * The opposite direction is checked too: L1 enters L2 with APICv active and
+ * a self-IPI pending (sent with IRQs disabled, so vmcs01's RVI holds it), and
+ * the ID is modified again while L2 runs, so APICv is deactivated while L2 is
+ * active.  KVM now injects the IPI itself when L1 opens an IRQ window.  A
+ * vmcs01 left with virtual-interrupt delivery on also delivers it from the
+ * stale RVI as soon as the injected one's handler returns: L1 takes the IPI
+ * twice.  (L1's xAPIC MMIO accesses cannot show a stale vmcs01 here: while
+ * APICv is inhibited for the VM, KVM unmaps the APIC-access page and emulates
+ * every access.)
  *
  * Each direction runs NR_CYCLES times; L2 keeps running across many
  * VM-Entries (exits to L0 and to userspace) with the update pending before
  * it exits to L1.  Userspace checks the vCPU is in guest mode whenever it
- * changes the APIC ID.  L1 also keeps one IRQ in service across each L2 run
- * and EOIs it afterwards, which checks that SVI follows the ISR when APICv is
- * activated while L2 is active (b2849bec936b).
+ * changes the APIC ID.  L1 also enters L2 with one IRQ in service when L2 is
+ * to uninhibit APICv, and EOIs it afterwards, which checks that SVI follows
+ * the ISR when APICv is activated while L2 is active (b2849bec936b).
  *
  * Must pass on upstream 7.2 (guard) and with kvm_apicv_defer.ko loaded; must
  * fail with the module's request-only test build.
@@ -70,24 +73,27 @@ static bool apic_vector_is_set(unsigned int reg, u8 vector)
 	       BIT(APIC_VECTOR_TO_BIT_NUMBER(vector));
 }
 
+static void l1_send_self_ipi(void)
+{
+	xapic_write_reg(APIC_ICR, APIC_DEST_SELF | APIC_DM_FIXED | IPI_VECTOR);
+}
+
 /*
- * Send a self-IPI with IRQs disabled, then open an IRQ window for one
- * instruction: the IPI must be taken exactly once, right there, and must be
- * in service until L1's EOI and gone after it.
+ * With IRQs disabled and one self-IPI pending, open an IRQ window for one
+ * instruction: the IPI must be taken exactly once, right there, and stay in
+ * service (no EOI here).
  */
-static void l1_take_self_ipi(bool eoi)
+static void l1_take_pending_ipi(void)
 {
 	int before = ipis_received;
 
-	xapic_write_reg(APIC_ICR, APIC_DEST_SELF | APIC_DM_FIXED | IPI_VECTOR);
+	GUEST_ASSERT(apic_vector_is_set(APIC_IRR, IPI_VECTOR));
 	sti_nop_cli();
 	__GUEST_ASSERT(ipis_received == before + 1,
-		       "Self-IPI not delivered to L1: received %d, wanted %d",
-		       ipis_received, before + 1);
+		       "Self-IPI delivered %d times to L1, wanted once",
+		       ipis_received - before);
 	GUEST_ASSERT(!apic_vector_is_set(APIC_IRR, IPI_VECTOR));
 	GUEST_ASSERT(apic_vector_is_set(APIC_ISR, IPI_VECTOR));
-	if (eoi)
-		xapic_write_reg(APIC_EOI, 0);
 }
 
 static void l1_eoi_and_check(void)
@@ -104,7 +110,8 @@ static void l1_check_ipis(void)
 	int i;
 
 	for (i = 0; i < NR_IPI_ROUNDS; i++) {
-		l1_take_self_ipi(false);
+		l1_send_self_ipi();
+		l1_take_pending_ipi();
 		l1_eoi_and_check();
 	}
 }
@@ -171,17 +178,19 @@ static void l1_guest_code(struct vmx_pages *vmx_pages)
 
 	for (i = 0; i < NR_CYCLES; i++) {
 		/* Enter L2 inhibited, with an IRQ in service; L2 uninhibits. */
-		l1_take_self_ipi(false);
+		l1_send_self_ipi();
+		l1_take_pending_ipi();
 		l1_run_l2(i == 0);
 		GUEST_ASSERT_EQ(xapic_read_reg(APIC_ID), 0);
 		l1_eoi_and_check();
 		l1_check_ipis();
 		GUEST_SYNC(SYNC_L1_CHECKED);
 
-		/* Enter L2 with APICv active and an IRQ in service; L2 inhibits. */
-		l1_take_self_ipi(false);
+		/* Enter L2 with APICv active and an IPI pending; L2 inhibits. */
+		l1_send_self_ipi();
 		l1_run_l2(false);
 		GUEST_ASSERT_EQ(xapic_read_reg(APIC_ID), MODIFIED_APIC_ID << 24);
+		l1_take_pending_ipi();
 		l1_eoi_and_check();
 		l1_check_ipis();
 		GUEST_SYNC(SYNC_L1_CHECKED);

@@ -16,12 +16,16 @@
  * and EOIed), and does one more inhibit/uninhibit round trip through L2 with
  * no module loaded.
  *
- * With -m <path to kvm_apicv_defer.ko> (or $KVM_APICV_DEFER_KO) the test
- * loads the module again at the end and checks that a fresh deferral works:
- * the module's per-vCPU state must have been left clean by the unload.
- * Without it, the module stays unloaded.
+ * The test then loads the module again from the path given with -m (or
+ * $KVM_APICV_DEFER_KO), leaving the host as it found it, and checks that a
+ * fresh deferral works: the unload must have left the module's per-vCPU state
+ * (KVM's hook word) clean.  Without a path it skips: it would otherwise leave
+ * the module unloaded for whatever runs next.  If it fails after unloading
+ * the module, it loads it back on its way out.
  *
  * Skips when the module is not loaded.  Needs CAP_SYS_MODULE.
+ *
+ *   vmx_apicv_defer_unload_test -m /path/to/kvm_apicv_defer.ko
  */
 #include <fcntl.h>
 #include <sys/syscall.h>
@@ -126,7 +130,7 @@ static void l1_inhibit_and_run_l2(bool launch)
 	GUEST_ASSERT_EQ(xapic_read_reg(APIC_ID), 0);
 }
 
-static void l1_guest_code(struct vmx_pages *vmx_pages, bool reload)
+static void l1_guest_code(struct vmx_pages *vmx_pages)
 {
 #define L2_GUEST_STACK_SIZE 512
 	unsigned long l2_guest_stack[L2_GUEST_STACK_SIZE];
@@ -148,12 +152,10 @@ static void l1_guest_code(struct vmx_pages *vmx_pages, bool reload)
 	l1_check_ipis();
 	GUEST_SYNC(SYNC_L1_CHECKED_UNLOADED);
 
-	if (reload) {
-		GUEST_SYNC(SYNC_L1_RELOAD);
-		l1_inhibit_and_run_l2(false);
-		l1_check_ipis();
-		GUEST_SYNC(SYNC_L1_CHECKED_RELOADED);
-	}
+	GUEST_SYNC(SYNC_L1_RELOAD);
+	l1_inhibit_and_run_l2(false);
+	l1_check_ipis();
+	GUEST_SYNC(SYNC_L1_CHECKED_RELOADED);
 	GUEST_DONE();
 }
 
@@ -209,21 +211,41 @@ static int delete_module(const char *name, unsigned int flags)
 	return syscall(__NR_delete_module, name, flags);
 }
 
-static void load_module(const char *path)
+static int __load_module(const char *path)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	int r;
 
-	TEST_ASSERT(fd >= 0, "Cannot open %s", path);
+	if (fd < 0)
+		return -1;
 	r = syscall(__NR_finit_module, fd, "", 0);
-	TEST_ASSERT(!r, "finit_module(%s) failed", path);
 	close(fd);
+	return r;
+}
+
+static void load_module(const char *path)
+{
+	TEST_ASSERT(!__load_module(path), "finit_module(%s) failed", path);
 	TEST_ASSERT(module_loaded(), "%s loaded but " MODULE_SYSFS " is missing", path);
+}
+
+/* The module to load back if the test fails after unloading it. */
+static const char *reload_on_exit;
+
+static void reload_module_on_exit(void)
+{
+	if (!reload_on_exit || module_loaded())
+		return;
+	if (__load_module(reload_on_exit))
+		fprintf(stderr, "Could not load %s back: %s\n", reload_on_exit,
+			strerror(errno));
+	else
+		fprintf(stderr, "Loaded %s back after the failure\n", reload_on_exit);
 }
 
 static void help(const char *name)
 {
-	printf("usage: %s [-m /path/to/kvm_apicv_defer.ko]\n", name);
+	printf("usage: %s -m /path/to/kvm_apicv_defer.ko\n", name);
 	exit(KSFT_SKIP);
 }
 
@@ -253,17 +275,17 @@ int main(int argc, char *argv[])
 		       "APICv disabled (kvm_intel.enable_apicv=N): nothing to defer");
 	__TEST_REQUIRE(module_loaded(),
 		       "kvm_apicv_defer.ko is not loaded (no " MODULE_SYSFS ")");
-	if (ko && !*ko)
-		ko = NULL;
-	if (ko)
-		TEST_ASSERT(!access(ko, R_OK), "Cannot read %s", ko);
+	__TEST_REQUIRE(ko && *ko,
+		       "No path to kvm_apicv_defer.ko (-m or $KVM_APICV_DEFER_KO) to reload it after unloading");
+	TEST_ASSERT(!access(ko, R_OK), "Cannot read %s", ko);
 
+	atexit(reload_module_on_exit);
 	ksft_print_header();
 	ksft_set_plan(4);
 
 	vm = vm_create_with_one_vcpu(&vcpu, l1_guest_code);
 	vcpu_alloc_vmx(vm, &vmx_pages_gva);
-	vcpu_args_set(vcpu, 2, vmx_pages_gva, ko != NULL);
+	vcpu_args_set(vcpu, 1, vmx_pages_gva);
 	virt_pg_map(vm, APIC_DEFAULT_GPA, APIC_DEFAULT_GPA);
 	vm_install_exception_handler(vm, IPI_VECTOR, ipi_handler);
 
@@ -305,6 +327,7 @@ int main(int argc, char *argv[])
 			pending = read_counter("pending");
 			TEST_ASSERT(pending == -1 || pending == 0,
 				    "%lld deferrals pending after VM-Exit, wanted 0", pending);
+			reload_on_exit = ko;
 			r = delete_module(MODULE_NAME, O_NONBLOCK);
 			TEST_ASSERT(!r, "delete_module() failed after the deferral was applied");
 			TEST_ASSERT(!module_loaded(), MODULE_SYSFS " still present after unload");
@@ -312,8 +335,6 @@ int main(int argc, char *argv[])
 			break;
 		case SYNC_L1_CHECKED_UNLOADED:
 			ksft_test_result_pass("vmcs01 correct after unload, and without the module\n");
-			if (!ko)
-				ksft_test_result_skip("reload: no -m path to kvm_apicv_defer.ko given, module left unloaded\n");
 			break;
 		case SYNC_L1_RELOAD:
 			load_module(ko);

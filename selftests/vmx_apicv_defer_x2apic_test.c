@@ -20,10 +20,11 @@
  * After each L2 run L1 checks the mode and ID L2 left it in and exercises
  * that mode's APIC exactly: self-IPIs (x2APIC ICR and SELF_IPI MSRs, or the
  * xAPIC ICR), one delivery each, in service until EOI and not after, PPR 0.
- * A vmcs01 left with APICv off while KVM has it on loses the IPIs (KVM no
- * longer injects them, virtual-interrupt delivery is off); one left with
- * APICv on while KVM has it off swallows EOIs (virtualized against a stale
- * SVI), leaving the vector in service.
+ * A vmcs01 left with APICv off while KVM has it on (the activation on the
+ * switch to x2APIC never applied) loses the IPIs: KVM no longer injects them
+ * and virtual-interrupt delivery is off.  The xAPIC phase checks KVM's own
+ * handling of the switches: with APICv inhibited for the VM, KVM unmaps the
+ * APIC-access page and emulates L1's xAPIC accesses whatever vmcs01 says.
  *
  * Must pass on upstream 7.2 and with kvm_apicv_defer.ko; fails with the
  * module's request-only test build.
