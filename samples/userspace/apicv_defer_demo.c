@@ -204,6 +204,7 @@ static void l1_guest_code(struct vmx_pages *vmx_pages)
 static const char * const counter_names[] = {
 	"deferred", "coalesced", "applied", "requests", "superseded", "pending",
 };
+
 #define NR_COUNTERS	ARRAY_SIZE(counter_names)
 enum { DEFERRED, COALESCED, APPLIED, REQUESTS, SUPERSEDED, PENDING };
 
@@ -379,8 +380,8 @@ static void handle_stop(struct kvm_vcpu *vcpu, struct ucall *uc, int *round)
 			       NR_L2_MSR_EXITS);
 			show_counters(DEFERRED_MEANING, GUARD_MEANING);
 		} else {
-			printf("    L1 entered L2 (its IPI 0x%x pending); L2 stopped in "
-			       "userspace, L2 is active.\n", IPI_VECTOR);
+			printf("    L1 entered L2 (its IPI 0x%x pending); %s\n", IPI_VECTOR,
+			       "L2 stopped in userspace, L2 is active.");
 			show_counters(NULL, NULL);
 		}
 		printf("    userspace: %s BLOCKIRQ (KVM_SET_GUEST_DEBUG) -> APICv %s;\n"
@@ -396,9 +397,9 @@ static void handle_stop(struct kvm_vcpu *vcpu, struct ucall *uc, int *round)
 		break;
 	case SYNC_L1_SET_BLOCKIRQ:
 	case SYNC_L1_CLEAR_BLOCKIRQ:
-		printf("    userspace: %s BLOCKIRQ while L1 runs: KVM writes vmcs01 "
-		       "itself, nothing to defer.\n",
-		       stage == SYNC_L1_SET_BLOCKIRQ ? "sets" : "clears");
+		printf("    userspace: %s BLOCKIRQ while L1 runs: %s\n",
+		       stage == SYNC_L1_SET_BLOCKIRQ ? "sets" : "clears",
+		       "KVM writes vmcs01 itself, nothing to defer.");
 		set_blockirq(vcpu, stage == SYNC_L1_SET_BLOCKIRQ);
 		break;
 	case SYNC_L1_WINDOW:
@@ -409,9 +410,8 @@ static void handle_stop(struct kvm_vcpu *vcpu, struct ucall *uc, int *round)
 		} else {
 			show_counters(NULL, NULL);
 		}
-		printf("    L1 opens a one-instruction IRQ window: got %lu IRQ%s, "
-		       "expected %lu (BLOCKIRQ %s)\n", uc->args[2],
-		       uc->args[2] == 1 ? "" : "s", uc->args[3],
+		printf("    L1 opens a one-instruction IRQ window: got %lu IRQ%s, expected %lu (BLOCKIRQ %s)\n",
+		       uc->args[2], uc->args[2] == 1 ? "" : "s", uc->args[3],
 		       uc->args[3] ? "off" : "on");
 		break;
 	default:
@@ -444,7 +444,8 @@ int main(int argc, char *argv[])
 		       "runs to the next nested VM-Exit (counters: %s/).\n",
 		       MODULE_NAME, COUNTERS_DIR);
 		read_counters(&run_start);
-		round_start = last_shown = run_start;
+		round_start = run_start;
+		last_shown = run_start;
 	} else {
 		printf("%s is not loaded: KVM switches to vmcs01 and writes it on the\n"
 		       "spot (Linux 7.2's guard(vmx_vmcs01)); there is nothing to count.\n",
@@ -485,8 +486,7 @@ done:
 		struct counters end;
 
 		read_counters(&end);
-		printf("kvm_apicv_defer: deferred %lld, applied %lld, pending %lld "
-		       "(this run: deferred %+lld, applied %+lld).\n",
+		printf("kvm_apicv_defer: deferred %lld, applied %lld, pending %lld (this run: deferred %+lld, applied %+lld).\n",
 		       end.v[DEFERRED], end.v[APPLIED], end.v[PENDING],
 		       end.v[DEFERRED] - run_start.v[DEFERRED],
 		       end.v[APPLIED] - run_start.v[APPLIED]);
