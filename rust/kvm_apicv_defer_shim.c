@@ -15,9 +15,9 @@
 
 #include "kvm_apicv_defer_shim.h"
 
-static typeof(&kvm_vmx_apicv_hook_register) hook_register;
-static typeof(&kvm_vmx_apicv_hook_unregister) hook_unregister;
-static typeof(&kvm_vmx_apicv_refresh_vmcs01) refresh_vmcs01;
+static int (*hook_register)(const struct kvm_vmx_apicv_hook_ops *ops);
+static void (*hook_unregister)(const struct kvm_vmx_apicv_hook_ops *ops);
+static void (*refresh_vmcs01)(struct kvm_vcpu *vcpu);
 
 static const struct kvm_vmx_apicv_hook_ops kad_ops = {
 	.refresh_apicv_exec_ctrl = kad_refresh_apicv_exec_ctrl,

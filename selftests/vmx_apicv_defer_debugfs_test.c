@@ -406,7 +406,7 @@ int main(int argc, char *argv[])
 			expect_counters("after the VM-Exit", &snap, &now,
 					1, now.v[COALESCED] - snap.v[COALESCED],
 					1, 1, 0);
-			ksft_test_result_pass("step %d: deferred at the update, applied at VM-Exit\n",
+			ksft_test_result_pass("step %d: deferred, then applied at VM-Exit\n",
 					      ++step);
 			break;
 		case SYNC_L1_CLEAR_BLOCKIRQ:

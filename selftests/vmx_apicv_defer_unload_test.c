@@ -334,7 +334,7 @@ int main(int argc, char *argv[])
 			ksft_test_result_pass("unload after the deferral was applied at VM-Exit\n");
 			break;
 		case SYNC_L1_CHECKED_UNLOADED:
-			ksft_test_result_pass("vmcs01 correct after unload, and without the module\n");
+			ksft_test_result_pass("vmcs01 correct after unload and without module\n");
 			break;
 		case SYNC_L1_RELOAD:
 			load_module(ko);
