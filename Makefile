@@ -31,7 +31,7 @@ kernel:
 	@scripts/build-kernel
 
 module:
-	@scripts/build-module
+	@$(if $(KDIR),KDIR=$(KDIR)) scripts/build-module
 
 boot:
 	@scripts/boot
