@@ -6,6 +6,10 @@
 #   (b) patched kernel, kvm_apicv_defer.ko loaded
 #   (c) TEST-ONLY request-only build: the tests that guard against it must
 #       fail there, else they do not bite.
+#   (r) 100 load/unload cycles under nested load
+#   (u) the unpatched base's kvm-intel.ko, i.e. upstream 7.2
+# plus the refusals of bad setups.  kad.part=1 or 2 runs half of it, so two
+# emulated hosts (one per host core) share the work; no kad.part runs all.
 # Sourced by /init.
 . /lib/kad/kvm.sh
 . /lib/kad/refusals.sh
@@ -48,74 +52,100 @@ debugfs_counter() {
 }
 
 # --- The emulated host ---------------------------------------------------
-tap_check "insmod kvm-intel.ko" kvm_load
-kvm_report_host
-for p in enable_apicv nested ept; do
-	tap_check "kvm_intel.$p=Y" [ "$(kvm_intel_param $p)" = Y ]
-done
-tap_dmesg_clean "boot: no kernel warnings"
+host_checks() {
+	tap_check "insmod kvm-intel.ko" kvm_load
+	kvm_report_host
+	for p in enable_apicv nested ept; do
+		tap_check "kvm_intel.$p=Y" [ "$(kvm_intel_param $p)" = Y ]
+	done
+	tap_dmesg_clean "boot: no kernel warnings"
+}
 
 # --- (a) no module ---------------------------------------------------------
-run_suite "a:no-module"
-tap_dmesg_clean "a:no-module: no kernel warnings"
+config_a() {
+	run_suite "a:no-module"
+	tap_dmesg_clean "a:no-module: no kernel warnings"
+}
 
 # --- (b) module loaded -----------------------------------------------------
-mark=$(dmesg | wc -l)
-tap_check "b:module: insmod kvm_apicv_defer_kunit.ko" insmod $M/kvm_apicv_defer_kunit.ko
-dmesg | tail -n +"$((mark + 1))" >/tmp/kunit.log
-tap_kunit /tmp/kunit.log 'kvm_apicv_defer[a-z0-9_]*' "b:module: kunit"
-rmmod kvm_apicv_defer_kunit
-if tap_check "b:module: insmod kvm_apicv_defer.ko" insmod $M/kvm_apicv_defer.ko; then
-	dmesg | grep 'kvm_apicv_defer:' | tail -2 | sed 's/^/# /'
-	run_suite "b:module"
-	for c in deferred coalesced applied requests superseded pending; do
-		echo "# b:module: debugfs $c=$(debugfs_counter $c)"
-	done
-	# The suite toggles APICv while L2 runs: the module must have deferred
-	# and applied those updates, and left none pending.
-	tap_check "b:module: deferred > 0" [ "$(debugfs_counter deferred)" -gt 0 ]
-	# superseded counts deferrals KVM overwrote in L1: only possible if L2
-	# was left without the VM-Exit callback, i.e. a hole in the host patch.
-	tap_check "b:module: superseded == 0" [ "$(debugfs_counter superseded)" -eq 0 ]
-	tap_check "b:module: applied == deferred" \
-		[ "$(debugfs_counter applied)" -eq "$(debugfs_counter deferred)" ]
-	tap_check "b:module: pending == 0" [ "$(debugfs_counter pending)" -eq 0 ]
-	tap_check "b:module: rmmod kvm_apicv_defer" rmmod kvm_apicv_defer
-fi
-tap_dmesg_clean "b:module: no kernel warnings"
+config_b() {
+	local mark c
+	mark=$(dmesg | wc -l)
+	tap_check "b:module: insmod kvm_apicv_defer_kunit.ko" insmod $M/kvm_apicv_defer_kunit.ko
+	dmesg | tail -n +"$((mark + 1))" >/tmp/kunit.log
+	tap_kunit /tmp/kunit.log 'kvm_apicv_defer[a-z0-9_]*' "b:module: kunit"
+	rmmod kvm_apicv_defer_kunit
+	if tap_check "b:module: insmod kvm_apicv_defer.ko" insmod $M/kvm_apicv_defer.ko; then
+		dmesg | grep 'kvm_apicv_defer:' | tail -1 | sed 's/^/# /'
+		run_suite "b:module"
+		for c in deferred coalesced applied requests superseded pending; do
+			echo "# b:module: debugfs $c=$(debugfs_counter $c)"
+		done
+		# The suite toggles APICv while L2 runs: the module must have
+		# deferred and applied those updates, and left none pending.
+		tap_check "b:module: deferred > 0" [ "$(debugfs_counter deferred)" -gt 0 ]
+		# superseded counts deferrals KVM overwrote in L1: only possible
+		# if L2 was left without the VM-Exit callback (a host-patch hole).
+		tap_check "b:module: superseded == 0" [ "$(debugfs_counter superseded)" -eq 0 ]
+		tap_check "b:module: applied == deferred" \
+			[ "$(debugfs_counter applied)" -eq "$(debugfs_counter deferred)" ]
+		tap_check "b:module: pending == 0" [ "$(debugfs_counter pending)" -eq 0 ]
+		tap_check "b:module: rmmod kvm_apicv_defer" rmmod kvm_apicv_defer
+	fi
+	tap_dmesg_clean "b:module: no kernel warnings"
+}
 
 # --- (r) reliability: load/unload while guests nest -----------------------
-load_cycles 100
-tap_dmesg_clean "r: no kernel warnings"
+config_r() {
+	load_cycles 100
+	tap_dmesg_clean "r: no kernel warnings"
+}
 
-# --- Refusals (bad setups), then upstream 7.2's own kvm-intel -------------
-run_refusals
-tap_dmesg_clean "refusals: no kernel warnings"
+# --- Refusals (bad setups) -------------------------------------------------
+refusals() {
+	run_refusals
+	tap_dmesg_clean "refusals: no kernel warnings"
+}
 
-# (u) The unpatched base's kvm-intel.ko on the same vmlinux and kvm.ko is
+# --- (u) upstream 7.2 ------------------------------------------------------
+# The unpatched base's kvm-intel.ko on the same vmlinux and kvm.ko is
 # upstream 7.2: the peers must do there what they do in (a).
-kvm_unload
-if tap_check "u:upstream-7.2: insmod unpatched kvm-intel.ko" kvm_load $M/unpatched/kvm-intel.ko; then
-	for t in $PEER; do
-		tap_run "u:upstream-7.2: $t" 300 "$T/$t"
-	done
+config_u() {
+	local t
 	kvm_unload
-fi
-tap_dmesg_clean "u:upstream-7.2: no kernel warnings"
-kvm_load
+	if tap_check "u:upstream-7.2: insmod unpatched kvm-intel.ko" kvm_load $M/unpatched/kvm-intel.ko; then
+		for t in $PEER; do
+			tap_run "u:upstream-7.2: $t" 300 "$T/$t"
+		done
+		kvm_unload
+	fi
+	tap_dmesg_clean "u:upstream-7.2: no kernel warnings"
+	kvm_load
+}
 
 # --- (c) request-only: the tests must bite ---------------------------------
-if tap_check "c:request-only: insmod (TEST-ONLY build)" insmod $M/request-only/kvm_apicv_defer.ko; then
-	export KVM_APICV_DEFER_KO=$M/request-only/kvm_apicv_defer.ko
-	for t in $MUST_FAIL; do
-		tap_run_must_fail "c:request-only: $t detects the stale vmcs01" 300 "$T/$t"
-	done
-	for t in $INFO_IN_C; do
-		timeout -s KILL 300 "$T/$t" >/dev/null 2>&1
-		echo "# c:request-only: $t exit=$? (informational, see MUST_FAIL above)"
-	done
-	tap_check "c:request-only: rmmod" rmmod kvm_apicv_defer
-fi
-# The stale vmcs01 may well make KVM complain here: show it, don't judge it.
-dmesg | tail -n +"$((DMESG_SEEN + 1))" | grep -E 'WARNING:|BUG:|internal error' | sed 's/^/# c: /'
-DMESG_SEEN=$(dmesg | wc -l)
+config_c() {
+	local t
+	if tap_check "c:request-only: insmod (TEST-ONLY build)" insmod $M/request-only/kvm_apicv_defer.ko; then
+		export KVM_APICV_DEFER_KO=$M/request-only/kvm_apicv_defer.ko
+		for t in $MUST_FAIL; do
+			tap_run_must_fail "c:request-only: $t detects the stale vmcs01" 300 "$T/$t"
+		done
+		for t in $INFO_IN_C; do
+			timeout -s KILL 300 "$T/$t" >/dev/null 2>&1
+			echo "# c:request-only: $t exit=$? (informational, see MUST_FAIL above)"
+		done
+		tap_check "c:request-only: rmmod" rmmod kvm_apicv_defer
+		export KVM_APICV_DEFER_KO=$M/kvm_apicv_defer.ko
+	fi
+	# A stale vmcs01 may make KVM complain: show it, don't judge it.
+	dmesg | tail -n +"$((DMESG_SEEN + 1))" | grep -E 'WARNING:|BUG:|internal error' | sed 's/^/# c: /'
+	DMESG_SEEN=$(dmesg | wc -l)
+}
+
+host_checks
+case "${KAD_PART:-all}" in
+1) config_a; refusals; config_u ;;
+2) config_b; config_r; config_c ;;
+*) config_a; config_b; config_r; refusals; config_u; config_c ;;
+esac
