@@ -74,8 +74,10 @@ if want xapic_ipi_test; then
 	t1=$(cut -d' ' -f1 /proc/uptime)
 	n=$(sed -n 's/^Sending vCPU sent \([0-9]*\) IPIs.*/\1/p' /tmp/tap-run.log)
 	r=$(sed -n 's/.*received \([0-9]*\) IPIs.*/\1/p' /tmp/tap-run.log)
-	tap_check "0004: xapic_ipi_test sent >= 1000 IPIs in 5 s (sent ${n:-?}, received ${r:-?})" \
-		[ "${n:-0}" -ge 1000 ]
+	# ~8000 with 2 CPUs, ~1300 with 1 (both vCPUs on one host CPU); ~10
+	# on 1 CPU without 0004.
+	tap_check "0004: xapic_ipi_test sent >= 200 IPIs in 5 s (sent ${n:-?}, received ${r:-?})" \
+		[ "${n:-0}" -ge 200 ]
 	# A starved host CPU stretches the 5 s run (48 s seen without 0004,
 	# ~8 s with it).
 	tap_check "0004: xapic_ipi_test -s 5 ends within 20 s of guest time" \
