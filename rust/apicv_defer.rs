@@ -35,11 +35,11 @@
 //! Every pending deferral holds a reference on this module. While any is pending, `rmmod`
 //! fails: `delete_module()` returns `EWOULDBLOCK` (`EAGAIN`, "Resource temporarily unavailable"
 //! from busybox `rmmod`; kmod's `rmmod` checks the count first and says "Module kvm_apicv_defer
-//! is in use"). It succeeds once they have drained, at each vCPU's next exit from L2 (KVM also exits L2 when
-//! a vCPU is reset, enters SMM, has its nested state set, or is destroyed). Once unloading has
-//! begun, no new deferral starts: refreshes go straight to KVM. Module exit unregisters the
-//! hook, which waits for callbacks in flight, so no callback runs after the module is gone,
-//! and every vCPU's hook word is zero again by then.
+//! is in use"). It succeeds once they have drained, at each vCPU's next exit from L2 (KVM also
+//! exits L2 when a vCPU is reset, enters SMM, has its nested state set, or is destroyed). Once
+//! unloading has begun, no new deferral starts: refreshes go straight to KVM. Module exit
+//! unregisters the hook, which waits for callbacks in flight, so no callback runs after the
+//! module is gone, and every vCPU's hook word is zero again by then.
 //!
 //! # Observability
 //!
