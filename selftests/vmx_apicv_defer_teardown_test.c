@@ -1,0 +1,162 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * vmx_apicv_defer_teardown_test
+ *
+ * A VM may be destroyed at any moment, including while its vCPU runs L2 with
+ * an APICv update still waiting for the next nested VM-Exit.  Destroying the
+ * vCPU leaves L2 through vmx_leave_nested(), i.e. __nested_vmx_vmexit(), so
+ * with kvm_apicv_defer.ko the deferral must be applied (and its module
+ * reference dropped) right there, not leaked with the vCPU.
+ *
+ * Each round: L1 enters L2, L2 exits to userspace (GUEST_SYNC, L2 stays
+ * active), userspace toggles KVM_GUESTDBG_BLOCKIRQ, which changes APICv
+ * activation with L2 active, and then frees the whole VM without running the
+ * vCPU again.  With the module loaded, its debugfs counters must show the
+ * update deferred and then applied by the teardown: pending back to where it
+ * was, applied == deferred for the round.  Without the module the rounds
+ * only exercise 7.2's guard path; either way the run must leave no warning in
+ * the kernel log (checked by the harness) and no module reference behind
+ * (rmmod after the suite).
+ *
+ * Rounds alternate between BLOCKIRQ set (APICv deactivated) and set-then-
+ * cleared (deactivated and reactivated, coalesced into one deferral).
+ */
+#include <stdio.h>
+
+#include "test_util.h"
+#include "kvm_util.h"
+#include "processor.h"
+#include "vmx.h"
+
+#define NR_ROUNDS	6
+#define DEBUGFS_DIR	"/sys/kernel/debug/kvm_apicv_defer"
+
+static void l2_guest_code(void)
+{
+	GUEST_SYNC(1);
+	GUEST_FAIL("L2 must not run again: its VM was destroyed");
+}
+
+static void l1_guest_code(struct vmx_pages *vmx_pages)
+{
+#define L2_GUEST_STACK_SIZE 64
+	unsigned long l2_guest_stack[L2_GUEST_STACK_SIZE];
+
+	GUEST_ASSERT(prepare_for_vmx_operation(vmx_pages));
+	GUEST_ASSERT(load_vmcs(vmx_pages));
+	prepare_vmcs(vmx_pages, l2_guest_code, &l2_guest_stack[L2_GUEST_STACK_SIZE]);
+	GUEST_ASSERT(!vmlaunch());
+	GUEST_FAIL("L2 exited to L1: %lu", vmreadz(VM_EXIT_REASON));
+}
+
+static bool module_counter(const char *name, long *value)
+{
+	char path[128];
+	FILE *f;
+	int n;
+
+	snprintf(path, sizeof(path), DEBUGFS_DIR "/%s", name);
+	f = fopen(path, "r");
+	if (!f)
+		return false;
+	n = fscanf(f, "%ld", value);
+	fclose(f);
+	TEST_ASSERT(n == 1, "Cannot parse %s", path);
+	return true;
+}
+
+static void set_blockirq(struct kvm_vcpu *vcpu, bool block)
+{
+	struct kvm_guest_debug debug = {
+		.control = block ? KVM_GUESTDBG_ENABLE | KVM_GUESTDBG_BLOCKIRQ : 0,
+	};
+
+	vcpu_guest_debug_set(vcpu, &debug);
+}
+
+static bool vcpu_in_l2(struct kvm_vcpu *vcpu)
+{
+	static struct {
+		struct kvm_nested_state state;
+		u8 data[16384];
+	} nested;
+
+	nested.state.size = sizeof(nested);
+	vcpu_nested_state_get(vcpu, &nested.state);
+	return nested.state.flags & KVM_STATE_NESTED_GUEST_MODE;
+}
+
+static void run_round(int round)
+{
+	long pending0 = 0, applied0 = 0, deferred0 = 0, pending, applied, deferred;
+	bool module = module_counter("pending", &pending0);
+	bool reactivate = round & 1;
+	gva_t vmx_pages_gva;
+	struct kvm_vcpu *vcpu;
+	struct kvm_vm *vm;
+	struct ucall uc;
+
+	if (module) {
+		module_counter("applied", &applied0);
+		module_counter("deferred", &deferred0);
+	}
+
+	vm = vm_create_with_one_vcpu(&vcpu, l1_guest_code);
+	vcpu_alloc_vmx(vm, &vmx_pages_gva);
+	vcpu_args_set(vcpu, 1, vmx_pages_gva);
+
+	vcpu_run(vcpu);
+	TEST_ASSERT_KVM_EXIT_REASON(vcpu, KVM_EXIT_IO);
+	if (get_ucall(vcpu, &uc) == UCALL_ABORT)
+		REPORT_GUEST_ASSERT(uc);
+	TEST_ASSERT(uc.cmd == UCALL_SYNC, "Unexpected ucall %lu", uc.cmd);
+	TEST_ASSERT(vcpu_in_l2(vcpu), "Round %d: L2 is not active", round);
+
+	/* The APICv update happens now, with L2 active. */
+	set_blockirq(vcpu, true);
+	if (reactivate)
+		set_blockirq(vcpu, false);
+
+	if (module) {
+		module_counter("pending", &pending);
+		TEST_ASSERT(pending == pending0 + 1,
+			    "Round %d: pending %ld before the teardown, wanted %ld",
+			    round, pending, pending0 + 1);
+	}
+
+	/* Destroy the VM with L2 active and the update still deferred. */
+	kvm_vm_free(vm);
+
+	if (module) {
+		module_counter("pending", &pending);
+		module_counter("applied", &applied);
+		module_counter("deferred", &deferred);
+		TEST_ASSERT(pending == pending0,
+			    "Round %d: pending %ld after the teardown, wanted %ld: the deferral leaked",
+			    round, pending, pending0);
+		TEST_ASSERT(deferred - deferred0 == 1 && applied - applied0 == 1,
+			    "Round %d: deferred +%ld, applied +%ld, wanted +1 each",
+			    round, deferred - deferred0, applied - applied0);
+	}
+
+	ksft_test_result_pass("round %d: VM destroyed with L2 active after BLOCKIRQ %s%s\n",
+			      round, reactivate ? "set and cleared" : "set",
+			      module ? ", deferral applied at teardown" : "");
+}
+
+int main(int argc, char *argv[])
+{
+	int round;
+
+	TEST_REQUIRE(kvm_cpu_has(X86_FEATURE_VMX));
+	TEST_REQUIRE(kvm_has_cap(KVM_CAP_SET_GUEST_DEBUG));
+	TEST_REQUIRE(kvm_has_cap(KVM_CAP_NESTED_STATE));
+	__TEST_REQUIRE(get_kvm_intel_param_bool("enable_apicv"),
+		       "APICv disabled (kvm_intel.enable_apicv=N): nothing to defer");
+
+	ksft_print_header();
+	ksft_set_plan(NR_ROUNDS);
+	for (round = 0; round < NR_ROUNDS; round++)
+		run_round(round);
+	ksft_finished();
+}
