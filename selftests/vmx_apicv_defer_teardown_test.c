@@ -9,9 +9,9 @@
  * reference dropped) right there, not leaked with the vCPU.
  *
  * Each round: L1 enters L2, L2 exits to userspace (GUEST_SYNC, L2 stays
- * active), userspace toggles KVM_GUESTDBG_BLOCKIRQ, which changes APICv
- * activation with L2 active, and then frees the whole VM without running the
- * vCPU again.  With the module loaded, its debugfs counters must show the
+ * active), userspace toggles KVM_GUESTDBG_BLOCKIRQ and runs the vCPU to L2's
+ * next GUEST_SYNC, so KVM services the APICv update with L2 active, and then
+ * frees the whole VM without running the vCPU again.  With the module loaded, its debugfs counters must show the
  * update deferred and then applied by the teardown: pending back to where it
  * was, applied == deferred for the round.  Without the module the rounds
  * only exercise 7.2's guard path; either way the run must leave no warning in
@@ -33,8 +33,9 @@
 
 static void l2_guest_code(void)
 {
-	GUEST_SYNC(1);
-	GUEST_FAIL("L2 must not run again: its VM was destroyed");
+	/* Exit to userspace and stay in L2, for as long as the VM lives. */
+	for (;;)
+		GUEST_SYNC(0);
 }
 
 static void l1_guest_code(struct vmx_pages *vmx_pages)
@@ -86,6 +87,18 @@ static bool vcpu_in_l2(struct kvm_vcpu *vcpu)
 	return nested.state.flags & KVM_STATE_NESTED_GUEST_MODE;
 }
 
+static void run_to_l2_sync(struct kvm_vcpu *vcpu, int round)
+{
+	struct ucall uc;
+
+	vcpu_run(vcpu);
+	TEST_ASSERT_KVM_EXIT_REASON(vcpu, KVM_EXIT_IO);
+	if (get_ucall(vcpu, &uc) == UCALL_ABORT)
+		REPORT_GUEST_ASSERT(uc);
+	TEST_ASSERT(uc.cmd == UCALL_SYNC, "Unexpected ucall %lu", uc.cmd);
+	TEST_ASSERT(vcpu_in_l2(vcpu), "Round %d: L2 is not active", round);
+}
+
 static void run_round(int round)
 {
 	long pending0 = 0, applied0 = 0, deferred0 = 0, pending, applied, deferred;
@@ -94,7 +107,6 @@ static void run_round(int round)
 	gva_t vmx_pages_gva;
 	struct kvm_vcpu *vcpu;
 	struct kvm_vm *vm;
-	struct ucall uc;
 
 	if (module) {
 		module_counter("applied", &applied0);
@@ -105,17 +117,18 @@ static void run_round(int round)
 	vcpu_alloc_vmx(vm, &vmx_pages_gva);
 	vcpu_args_set(vcpu, 1, vmx_pages_gva);
 
-	vcpu_run(vcpu);
-	TEST_ASSERT_KVM_EXIT_REASON(vcpu, KVM_EXIT_IO);
-	if (get_ucall(vcpu, &uc) == UCALL_ABORT)
-		REPORT_GUEST_ASSERT(uc);
-	TEST_ASSERT(uc.cmd == UCALL_SYNC, "Unexpected ucall %lu", uc.cmd);
-	TEST_ASSERT(vcpu_in_l2(vcpu), "Round %d: L2 is not active", round);
+	run_to_l2_sync(vcpu, round);
 
-	/* The APICv update happens now, with L2 active. */
+	/*
+	 * KVM services the inhibit change (KVM_REQ_APICV_UPDATE) on the next
+	 * KVM_RUN, i.e. with L2 active.
+	 */
 	set_blockirq(vcpu, true);
-	if (reactivate)
+	run_to_l2_sync(vcpu, round);
+	if (reactivate) {
 		set_blockirq(vcpu, false);
+		run_to_l2_sync(vcpu, round);
+	}
 
 	if (module) {
 		module_counter("pending", &pending);
