@@ -11,9 +11,10 @@
  * Each round: L1 enters L2, L2 exits to userspace (GUEST_SYNC, L2 stays
  * active), userspace toggles KVM_GUESTDBG_BLOCKIRQ and runs the vCPU to L2's
  * next GUEST_SYNC, so KVM services the APICv update with L2 active, and then
- * frees the whole VM without running the vCPU again.  With the module loaded, its debugfs counters must show the
- * update deferred and then applied by the teardown: pending back to where it
- * was, applied == deferred for the round.  Without the module the rounds
+ * frees the whole VM without running the vCPU again.  With the module
+ * loaded, its debugfs counters must show the update deferred and then
+ * applied by the teardown: pending back to where it was, applied ==
+ * deferred for the round.  Without the module the rounds
  * only exercise 7.2's guard path; either way the run must leave no warning in
  * the kernel log (checked by the harness) and no module reference behind
  * (rmmod after the suite).
