@@ -9,12 +9,15 @@
 //! deferral through the hook API of `patches/host`
 //! (`arch/x86/include/asm/kvm_vmx_apicv_hook.h`):
 //!
-//! - `refresh_apicv_exec_ctrl`: while L2 is active, take the update and record it in the
-//!   vCPU's hook word, KVM writes no VMCS; while L1 is active, let KVM write vmcs01 now.
-//! - `nested_vmexit`: if an update is recorded, clear it, apply the current APICv state to
-//!   vmcs01 (`kvm_vmx_apicv_refresh_vmcs01()`) and raise `KVM_REQ_APICV_UPDATE`. Raising the
-//!   request alone would not do: by the time it is serviced, `apic->apicv_active` already has
-//!   the new value and KVM returns early, leaving vmcs01 stale.
+//! - `refresh_apicv_exec_ctrl` (KVM calls it only while L2 is active): take the update. KVM
+//!   writes no VMCS and records the deferral for us in the vCPU's `update_vmcs01_apicv_status`,
+//!   tagged with our registration. KVM also defers vmcs01's SVI while a hook is registered, so
+//!   an APICv update while L2 runs loads vmcs01 zero times.
+//! - `nested_vmexit`: KVM hands the deferral back at the next nested VM-Exit, with vmcs01
+//!   loaded: apply the current APICv state to vmcs01 (`kvm_vmx_apicv_refresh_vmcs01()`) and
+//!   raise `KVM_REQ_APICV_UPDATE`. Raising the request alone would not do: by the time it is
+//!   serviced, `apic->apicv_active` already has the new value and KVM returns early, leaving
+//!   vmcs01 stale.
 //!
 //! # Loading
 //!
@@ -32,19 +35,16 @@
 //!
 //! # Unloading
 //!
-//! Every pending deferral holds a reference on this module. While any is pending, `rmmod`
-//! fails: `delete_module()` returns `EWOULDBLOCK` (`EAGAIN`, "Resource temporarily unavailable"
-//! from busybox `rmmod`; kmod's `rmmod` checks the count first and says "Module kvm_apicv_defer
-//! is in use"). It succeeds once they have drained, at each vCPU's next exit from L2 (KVM also
-//! exits L2 when a vCPU is reset, enters SMM, has its nested state set, or is destroyed). Once
-//! unloading has begun, no new deferral starts: refreshes go straight to KVM. Module exit
-//! unregisters the hook, which waits for callbacks in flight, so no callback runs after the
-//! module is gone, and every vCPU's hook word is zero again by then.
+//! Always possible, also with deferrals pending and with `rmmod -f`: module exit unregisters the
+//! hook, which waits for callbacks in flight, so no callback runs after the module is gone.
+//! KVM owns the record of every deferral, so the ones still pending are applied by KVM itself
+//! at each vCPU's next nested VM-Exit, and a later load of the module never sees them. The
+//! module holds no reference per deferral. The unload message counts them (`pending=`).
 //!
 //! # Observability
 //!
-//! debugfs `kvm_apicv_defer/`: `deferred`, `coalesced`, `applied`, `requests`, `superseded`,
-//! `pending` (see [`stats::Stats`]), readable while guests run. The totals are logged on unload.
+//! debugfs `kvm_apicv_defer/`: `deferred`, `coalesced`, `applied`, `requests`, `pending` (see
+//! [`stats::Stats`]), readable while guests run. The totals are logged on unload.
 //!
 //! # Test-only request-only build
 //!
@@ -56,7 +56,7 @@
 //!
 //! This file is the entry point; [`host`] wraps the hook API (through the C shim
 //! `kvm_apicv_defer_shim.c`) as RAII values; [`hook`] holds the callbacks; [`vcpu`] the safe
-//! views of their arguments; [`policy`] the decisions; [`stats`] the counters. The policy's
+//! view of the vCPU they apply to; [`policy`] the decisions; [`stats`] the counters. The policy's
 //! KUnit suite `kvm_apicv_defer` is built into a separate module, `kvm_apicv_defer_kunit.ko`
 //! (`policy_kunit.rs`), which loads on any KUnit kernel.
 
@@ -143,10 +143,10 @@ impl Drop for KvmApicvDefer {
         // Unregister first: this waits for callbacks in flight, and none runs afterwards.
         drop(self.registration.take());
 
-        // Each pending deferral held a module reference, so none can be left by now.
         let pending = STATS.pending.load(Relaxed);
         if pending != 0 {
-            pr_err!("{pending} deferred APICv updates were never applied\n");
+            // KVM applies them at each vCPU's next nested VM-Exit.
+            pr_info!("{pending} pending deferrals left to KVM\n");
         }
         pr_info!("unloaded: {}\n", STATS);
     }

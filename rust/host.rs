@@ -24,8 +24,6 @@ use kernel::{
     }, //
 };
 
-use crate::policy::ModuleRef;
-
 /// `struct kvm_vcpu`, opaque to Rust: only the shim looks inside.
 ///
 /// Named as in C so that the callbacks' types match KVM's indirect calls under kCFI.
@@ -48,7 +46,6 @@ pub(crate) mod shim {
         pub(crate) fn kad_hook_register() -> c_int;
         pub(crate) fn kad_hook_unregister();
         pub(crate) fn kad_refresh_vmcs01(vcpu: *mut kvm_vcpu);
-        pub(crate) fn kad_is_guest_mode(vcpu: *mut kvm_vcpu) -> bool;
         pub(crate) fn kad_request_apicv_update(vcpu: *mut kvm_vcpu);
     }
 }
@@ -166,28 +163,9 @@ impl Registration {
 impl Drop for Registration {
     fn drop(&mut self) {
         // SAFETY: The ops are registered (type invariant) and the API is resolved (`self._host`).
-        // On return no callback is running or will run: the host waits for them (SRCU).
+        // On return no callback is running or will run: the host waits for them (RCU). KVM
+        // applies deferrals still pending itself, at each vCPU's next nested VM-Exit.
         unsafe { shim::kad_hook_unregister() };
         // `self._host` is dropped after this, releasing `kvm-intel`.
-    }
-}
-
-/// A reference on this module (`THIS_MODULE`): each pending deferral holds one.
-///
-/// While any is held, `rmmod` fails with `EWOULDBLOCK`; once unloading has begun,
-/// [`ModuleRef::try_get`] fails, so no new deferral can start.
-pub(crate) struct ThisModuleRef;
-
-impl ModuleRef for ThisModuleRef {
-    fn try_get(&self) -> bool {
-        // SAFETY: `THIS_MODULE` points to this module, which is live while its code runs.
-        unsafe { bindings::try_module_get(crate::THIS_MODULE.as_ptr()) }
-    }
-
-    fn put(&self) {
-        // SAFETY: `THIS_MODULE` is valid as above; callers only put a reference they got from
-        // `try_get()`. The module stays mapped until this returns even if that was the last
-        // reference: unloading unregisters first, which waits for the callback running this.
-        unsafe { bindings::module_put(crate::THIS_MODULE.as_ptr()) }
     }
 }

@@ -69,11 +69,6 @@ void kad_refresh_vmcs01(struct kvm_vcpu *vcpu)
 	refresh_vmcs01(vcpu);
 }
 
-bool kad_is_guest_mode(struct kvm_vcpu *vcpu)
-{
-	return vcpu->arch.hflags & HF_GUEST_MASK;
-}
-
 void kad_request_apicv_update(struct kvm_vcpu *vcpu)
 {
 	kvm_make_request(KVM_REQ_APICV_UPDATE, vcpu);

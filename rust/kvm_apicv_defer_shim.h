@@ -12,8 +12,8 @@
 struct kvm_vcpu;
 
 /* Implemented in Rust (rust/hook.rs); the shim's ops point at them. */
-bool kad_refresh_apicv_exec_ctrl(struct kvm_vcpu *vcpu, unsigned long *hook_state);
-void kad_nested_vmexit(struct kvm_vcpu *vcpu, unsigned long *hook_state);
+bool kad_refresh_apicv_exec_ctrl(struct kvm_vcpu *vcpu, bool pending);
+void kad_nested_vmexit(struct kvm_vcpu *vcpu);
 
 /* boot_cpu_has(X86_FEATURE_VMX). */
 bool kad_cpu_has_vmx(void);
@@ -35,9 +35,6 @@ void kad_hook_unregister(void);
 
 /* kvm_vmx_apicv_refresh_vmcs01(); only from kad_nested_vmexit(). */
 void kad_refresh_vmcs01(struct kvm_vcpu *vcpu);
-
-/* is_guest_mode(vcpu): L2 is active. */
-bool kad_is_guest_mode(struct kvm_vcpu *vcpu);
 
 /* kvm_make_request(KVM_REQ_APICV_UPDATE, vcpu). */
 void kad_request_apicv_update(struct kvm_vcpu *vcpu);

@@ -16,7 +16,7 @@ use kernel::{
 ///
 /// Counters are updated with relaxed atomics and may be read at any time, e.g. while guests
 /// run; a read of several counters is not a snapshot. Once all vCPUs are back in L1 (or the VMs
-/// are gone), `applied == deferred - superseded` in the default mode and `pending == 0`.
+/// are gone), `applied == deferred` in the default mode and `pending == 0`.
 pub(crate) struct Stats {
     /// Deferrals started: refreshes taken while L2 was active and nothing was pending.
     pub(crate) deferred: Atomic<u64>,
@@ -26,9 +26,7 @@ pub(crate) struct Stats {
     pub(crate) applied: Atomic<u64>,
     /// `KVM_REQ_APICV_UPDATE` requests raised at nested VM-Exit.
     pub(crate) requests: Atomic<u64>,
-    /// Deferrals dropped because KVM refreshed vmcs01 itself while L1 was active.
-    pub(crate) superseded: Atomic<u64>,
-    /// Deferrals started and not yet drained (each holds a module reference).
+    /// Deferrals started and not yet handed back by KVM at a nested VM-Exit.
     pub(crate) pending: Atomic<i64>,
 }
 
@@ -43,7 +41,6 @@ impl Stats {
             coalesced: Atomic::new(0),
             applied: Atomic::new(0),
             requests: Atomic::new(0),
-            superseded: Atomic::new(0),
             pending: Atomic::new(0),
         }
     }
@@ -69,12 +66,7 @@ impl Stats {
         self.requests.add(1, Relaxed);
     }
 
-    /// A stale deferral was dropped because KVM refreshed vmcs01 itself.
-    pub(crate) fn note_superseded(&self) {
-        self.superseded.add(1, Relaxed);
-    }
-
-    /// A deferral was drained (applied, requested or superseded).
+    /// A deferral was handed back at nested VM-Exit and applied (or, test only, requested).
     pub(crate) fn note_drained(&self) {
         self.pending.add(-1, Relaxed);
     }
@@ -89,7 +81,6 @@ impl Stats {
             dir.read_only_file(c"coalesced", &stats.coalesced);
             dir.read_only_file(c"applied", &stats.applied);
             dir.read_only_file(c"requests", &stats.requests);
-            dir.read_only_file(c"superseded", &stats.superseded);
             dir.read_only_file(c"pending", &stats.pending);
         })
     }
@@ -99,12 +90,11 @@ impl fmt::Display for Stats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "deferred={} coalesced={} applied={} requests={} superseded={} pending={}",
+            "deferred={} coalesced={} applied={} requests={} pending={}",
             self.deferred.load(Relaxed),
             self.coalesced.load(Relaxed),
             self.applied.load(Relaxed),
             self.requests.load(Relaxed),
-            self.superseded.load(Relaxed),
             self.pending.load(Relaxed),
         )
     }

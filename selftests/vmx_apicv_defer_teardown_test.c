@@ -5,8 +5,9 @@
  * A VM may be destroyed at any moment, including while its vCPU runs L2 with
  * an APICv update still waiting for the next nested VM-Exit.  Destroying the
  * vCPU leaves L2 through vmx_leave_nested(), i.e. __nested_vmx_vmexit(), so
- * with kvm_apicv_defer.ko the deferral must be applied (and its module
- * reference dropped) right there, not leaked with the vCPU.
+ * with kvm_apicv_defer.ko KVM must hand the deferral back to the module right
+ * there (the vCPU-free path runs in whichever task drops the last reference
+ * to the VM), not leak it with the vCPU.
  *
  * Each round: L1 enters L2, L2 exits to userspace (GUEST_SYNC, L2 stays
  * active), userspace toggles KVM_GUESTDBG_BLOCKIRQ and runs the vCPU to L2's
@@ -16,8 +17,8 @@
  * applied by the teardown: pending back to where it was, applied ==
  * deferred for the round.  Without the module the rounds
  * only exercise 7.2's guard path; either way the run must leave no warning in
- * the kernel log (checked by the harness) and no module reference behind
- * (rmmod after the suite).
+ * the kernel log (checked by the harness) and nothing pending behind (the
+ * harness checks pending == 0 and rmmods after the suite).
  *
  * Rounds alternate between BLOCKIRQ set (APICv deactivated) and set-then-
  * cleared (deactivated and reactivated, coalesced into one deferral).

@@ -2,28 +2,30 @@
 /*
  * vmx_apicv_defer_unload_test
  *
- * kvm_apicv_defer.ko holds a reference on itself for every deferral it has
- * taken and not yet applied, so it cannot be unloaded while a vCPU has a
- * vmcs01 update pending: the update would be lost and vmcs01 left stale.
+ * kvm_apicv_defer.ko may be unloaded at any time, even forcibly and while a
+ * vCPU has a vmcs01 APICv update deferred: KVM keeps the record of the
+ * deferral, tagged with the hook registration that took it, and applies the
+ * update itself at the vCPU's next nested VM-Exit if that registration is
+ * gone.  A module loaded meanwhile must never be handed the old deferral.
  *
  * L1 runs with its xAPIC ID modified (APICv inhibited) and launches L2.
  * While L2 runs, userspace restores the ID, so KVM activates APICv with L2
  * active and the module defers the vmcs01 refresh.  With the vCPU still in
- * L2 (stopped in userspace), delete_module(O_NONBLOCK) must fail with
- * EWOULDBLOCK and the module must stay loaded.  L2 then exits to L1, which
- * applies the deferral, and delete_module() must now succeed.  L1 then checks
- * that vmcs01 has APICv on (its self-IPIs are delivered, exactly once each,
- * and EOIed), and does one more inhibit/uninhibit round trip through L2 with
- * no module loaded.
+ * L2 (stopped in userspace, the deferral pending), three rounds:
  *
- * The test then loads the module again from the path given with -m (or
- * $KVM_APICV_DEFER_KO), leaving the host as it found it, and checks that a
- * fresh deferral works: the unload must have left the module's per-vCPU state
- * (KVM's hook word) clean.  Without a path it skips: it would otherwise leave
- * the module unloaded for whatever runs next.  If it fails after unloading
- * the module, it loads it back on its way out.
+ *  1. delete_module(O_NONBLOCK) must succeed, and the module is loaded again
+ *     at once, still with the old deferral pending: at L2's VM-Exit KVM must
+ *     apply it (L1's self-IPIs are delivered exactly once each and EOIed,
+ *     i.e. vmcs01 has APICv on) and the new module's counters must not move.
+ *  2. delete_module(O_NONBLOCK | O_TRUNC), i.e. `rmmod -f`, must succeed too;
+ *     L2's VM-Exit then finds no hook at all, and L1 checks vmcs01 again.
+ *  3. With the module loaded again, a fresh deferral is taken and applied by
+ *     the module at VM-Exit: deferred == applied == 1, nothing pending.
  *
- * Skips when the module is not loaded.  Needs CAP_SYS_MODULE.
+ * Round 3 is where the TEST-ONLY request-only build fails (vmcs01 stale).
+ * The test leaves the module loaded, as it found it, also when it fails
+ * (atexit), from the path given with -m (or $KVM_APICV_DEFER_KO); without a
+ * path it skips.  Skips when the module is not loaded.  Needs CAP_SYS_MODULE.
  *
  *   vmx_apicv_defer_unload_test -m /path/to/kvm_apicv_defer.ko
  */
@@ -45,13 +47,18 @@
 #define NR_IPI_ROUNDS		3
 #define NR_L2_MSR_EXITS		100
 
+#define NR_ROUNDS		3
+
+static const char * const round_names[NR_ROUNDS] = {
+	"unload and reload with a deferral pending: KVM applied it",
+	"rmmod -f with a deferral pending: KVM applied it",
+	"reloaded module defers and applies",
+};
+
 enum {
 	SYNC_L2_RESTORE_ID = 1,		/* userspace uninhibits APICv */
-	SYNC_L2_TRY_UNLOAD,		/* deferral pending: unload must fail */
-	SYNC_L1_UNLOAD,			/* deferral applied: unload must work */
-	SYNC_L1_CHECKED_UNLOADED,
-	SYNC_L1_RELOAD,
-	SYNC_L1_CHECKED_RELOADED,
+	SYNC_L2_PENDING,		/* the update is deferred: unload here */
+	SYNC_L1_CHECKED,		/* L1 saw vmcs01 right after the VM-Exit */
 };
 
 static volatile int ipis_received;
@@ -95,24 +102,13 @@ static void l2_run_a_while(void)
 
 static void l2_guest_code(void)
 {
-	/* Module loaded: the update is deferred and unload must fail. */
-	GUEST_SYNC(SYNC_L2_RESTORE_ID);
-	l2_run_a_while();
-	GUEST_SYNC(SYNC_L2_TRY_UNLOAD);
-	l2_run_a_while();
-	vmcall();
-
-	/* Module unloaded: KVM's own vmcs01 guard. */
-	GUEST_SYNC(SYNC_L2_RESTORE_ID);
-	l2_run_a_while();
-	vmcall();
-
-	/* Module reloaded: deferred again. */
-	GUEST_SYNC(SYNC_L2_RESTORE_ID);
-	l2_run_a_while();
-	vmcall();
-
-	GUEST_FAIL("L2 should not get here");
+	for (;;) {
+		GUEST_SYNC(SYNC_L2_RESTORE_ID);
+		l2_run_a_while();
+		GUEST_SYNC(SYNC_L2_PENDING);
+		l2_run_a_while();
+		vmcall();
+	}
 }
 
 static void l1_run_l2(bool launch)
@@ -141,21 +137,16 @@ static void l1_guest_code(struct vmx_pages *vmx_pages)
 	vmwrite(CPU_BASED_VM_EXEC_CONTROL,
 		vmreadz(CPU_BASED_VM_EXEC_CONTROL) | CPU_BASED_USE_MSR_BITMAPS);
 
+	int round;
+
 	xapic_enable();
 	l1_check_ipis();
 
-	l1_inhibit_and_run_l2(true);
-	GUEST_SYNC(SYNC_L1_UNLOAD);
-	l1_check_ipis();
-
-	l1_inhibit_and_run_l2(false);
-	l1_check_ipis();
-	GUEST_SYNC(SYNC_L1_CHECKED_UNLOADED);
-
-	GUEST_SYNC(SYNC_L1_RELOAD);
-	l1_inhibit_and_run_l2(false);
-	l1_check_ipis();
-	GUEST_SYNC(SYNC_L1_CHECKED_RELOADED);
+	for (round = 0; round < NR_ROUNDS; round++) {
+		l1_inhibit_and_run_l2(!round);
+		l1_check_ipis();
+		GUEST_SYNC(SYNC_L1_CHECKED);
+	}
 	GUEST_DONE();
 }
 
@@ -206,6 +197,12 @@ static long long read_counter(const char *name)
 	return strtoll(buf, NULL, 0);
 }
 
+/*
+ * The module's counters at its last load (all zero), or, for the module
+ * loaded before the test, when the test started.
+ */
+static long long base_deferred, base_applied, base_requests;
+
 static int delete_module(const char *name, unsigned int flags)
 {
 	return syscall(__NR_delete_module, name, flags);
@@ -227,6 +224,9 @@ static void load_module(const char *path)
 {
 	TEST_ASSERT(!__load_module(path), "finit_module(%s) failed", path);
 	TEST_ASSERT(module_loaded(), "%s loaded but " MODULE_SYSFS " is missing", path);
+	base_deferred = 0;
+	base_applied = 0;
+	base_requests = 0;
 }
 
 /* The module to load back if the test fails after unloading it. */
@@ -249,6 +249,33 @@ static void help(const char *name)
 	exit(KSFT_SKIP);
 }
 
+static void counters_from_now(void)
+{
+	base_deferred = read_counter("deferred");
+	base_applied = read_counter("applied");
+	base_requests = read_counter("requests");
+}
+
+/* The module's counters moved by exactly this since the base. */
+static void check_counters(long long deferred, long long applied, long long pending)
+{
+	if (read_counter("pending") == -1)
+		return;
+	TEST_ASSERT_EQ(read_counter("deferred") - base_deferred, deferred);
+	TEST_ASSERT_EQ(read_counter("applied") - base_applied, applied);
+	TEST_ASSERT_EQ(read_counter("requests") - base_requests, applied);
+	TEST_ASSERT_EQ(read_counter("pending"), pending);
+}
+
+static void unload_module(unsigned int flags)
+{
+	int r = delete_module(MODULE_NAME, flags);
+
+	TEST_ASSERT(!r, "delete_module(%s) with a deferral pending failed: errno %d",
+		    flags & O_TRUNC ? "O_NONBLOCK | O_TRUNC" : "O_NONBLOCK", errno);
+	TEST_ASSERT(!module_loaded(), MODULE_SYSFS " still present after unload");
+}
+
 int main(int argc, char *argv[])
 {
 	const char *ko = getenv("KVM_APICV_DEFER_KO");
@@ -256,8 +283,7 @@ int main(int argc, char *argv[])
 	struct kvm_vcpu *vcpu;
 	struct kvm_vm *vm;
 	struct ucall uc;
-	long long pending;
-	int opt, r;
+	int opt, round = 0;
 
 	while ((opt = getopt(argc, argv, "m:h")) != -1) {
 		switch (opt) {
@@ -279,9 +305,11 @@ int main(int argc, char *argv[])
 		       "No path to kvm_apicv_defer.ko (-m or $KVM_APICV_DEFER_KO) to reload it after unloading");
 	TEST_ASSERT(!access(ko, R_OK), "Cannot read %s", ko);
 
+	reload_on_exit = ko;
 	atexit(reload_module_on_exit);
+	counters_from_now();
 	ksft_print_header();
-	ksft_set_plan(4);
+	ksft_set_plan(NR_ROUNDS);
 
 	vm = vm_create_with_one_vcpu(&vcpu, l1_guest_code);
 	vcpu_alloc_vmx(vm, &vmx_pages_gva);
@@ -310,46 +338,29 @@ int main(int argc, char *argv[])
 			TEST_ASSERT(vcpu_in_l2(vcpu), "L2 is not active");
 			set_xapic_id(vcpu, MODIFIED_APIC_ID, 0);
 			break;
-		case SYNC_L2_TRY_UNLOAD:
+		case SYNC_L2_PENDING:
 			TEST_ASSERT(vcpu_in_l2(vcpu), "L2 is not active");
-			pending = read_counter("pending");
-			TEST_ASSERT(pending == -1 || pending == 1,
-				    "%lld deferrals pending, wanted 1", pending);
-			r = delete_module(MODULE_NAME, O_NONBLOCK);
-			TEST_ASSERT(r == -1 && errno == EWOULDBLOCK,
-				    "delete_module() with a deferral pending returned %d (errno %d), wanted EWOULDBLOCK",
-				    r, r ? errno : 0);
-			TEST_ASSERT(module_loaded(), "Module gone after a failed unload");
-			ksft_test_result_pass("unload refused while a deferral is pending\n");
-			break;
-		case SYNC_L1_UNLOAD:
-			TEST_ASSERT(!vcpu_in_l2(vcpu), "L2 is active");
-			pending = read_counter("pending");
-			TEST_ASSERT(pending == -1 || pending == 0,
-				    "%lld deferrals pending after VM-Exit, wanted 0", pending);
-			reload_on_exit = ko;
-			r = delete_module(MODULE_NAME, O_NONBLOCK);
-			TEST_ASSERT(!r, "delete_module() failed after the deferral was applied");
-			TEST_ASSERT(!module_loaded(), MODULE_SYSFS " still present after unload");
-			ksft_test_result_pass("unload after the deferral was applied at VM-Exit\n");
-			break;
-		case SYNC_L1_CHECKED_UNLOADED:
-			ksft_test_result_pass("vmcs01 correct after unload and without module\n");
-			break;
-		case SYNC_L1_RELOAD:
-			load_module(ko);
-			break;
-		case SYNC_L1_CHECKED_RELOADED:
-			pending = read_counter("pending");
-			TEST_ASSERT(pending == -1 || pending == 0,
-				    "%lld deferrals pending after reload and VM-Exit, wanted 0",
-				    pending);
-			/* A fresh module: its counters started at zero. */
-			if (pending == 0) {
-				TEST_ASSERT_EQ(read_counter("deferred"), 1);
-				TEST_ASSERT_EQ(read_counter("applied"), 1);
+			check_counters(1, 0, 1);
+			if (round == 0) {
+				unload_module(O_NONBLOCK);
+				/* A new registration, while the old deferral is pending. */
+				load_module(ko);
+				check_counters(0, 0, 0);
+			} else if (round == 1) {
+				unload_module(O_NONBLOCK | O_TRUNC);
 			}
-			ksft_test_result_pass("reloaded module defers and applies again\n");
+			break;
+		case SYNC_L1_CHECKED:
+			TEST_ASSERT(!vcpu_in_l2(vcpu), "L2 is active");
+			if (round == 0) {
+				/* KVM applied the old deferral, not the new hook. */
+				check_counters(0, 0, 0);
+			} else if (round == 1) {
+				load_module(ko);
+			} else {
+				check_counters(1, 1, 0);
+			}
+			ksft_test_result_pass("%s\n", round_names[round++]);
 			break;
 		default:
 			TEST_FAIL("Unexpected stage %lu", uc.args[1]);
@@ -357,6 +368,7 @@ int main(int argc, char *argv[])
 	}
 
 done:
+	TEST_ASSERT_EQ(round, NR_ROUNDS);
 	kvm_vm_free(vm);
 	ksft_finished();
 }

@@ -4,7 +4,8 @@
 //!
 //! It registers ops that never take a refresh (KVM keeps writing vmcs01 itself) and only count
 //! how often KVM calls them: debugfs `apicv_hook_counter/{refreshes,nested_vmexits}`, and a
-//! `pr_info` line on unload. It never touches the per-vCPU hook word, so it leaves it zero.
+//! `pr_info` line on unload. KVM offers a refresh only while L2 is active, and calls
+//! `nested_vmexit` only to hand back a refresh the hook took, so `nested_vmexits` stays 0.
 //!
 //! Only one hook can be registered at a time: loading this while `kvm_apicv_defer` is loaded
 //! fails with `EBUSY`, and the other way round.
@@ -27,7 +28,6 @@ use kernel::{
     error::to_result,
     ffi::{
         c_int,
-        c_ulong,
         c_void, //
     },
     prelude::*,
@@ -57,8 +57,8 @@ struct kvm_vcpu {
 #[allow(non_camel_case_types)]
 #[repr(C)]
 struct kvm_vmx_apicv_hook_ops {
-    refresh_apicv_exec_ctrl: unsafe extern "C" fn(*mut kvm_vcpu, *mut c_ulong) -> bool,
-    nested_vmexit: unsafe extern "C" fn(*mut kvm_vcpu, *mut c_ulong),
+    refresh_apicv_exec_ctrl: unsafe extern "C" fn(*mut kvm_vcpu, bool) -> bool,
+    nested_vmexit: unsafe extern "C" fn(*mut kvm_vcpu),
 }
 
 type RegisterFn = unsafe extern "C" fn(*const kvm_vmx_apicv_hook_ops) -> c_int;
@@ -88,20 +88,17 @@ static COUNTS: Counts = Counts {
 /// # Safety
 ///
 /// Only KVM calls this, through [`OPS`] while registered.
-unsafe extern "C" fn refresh_apicv_exec_ctrl(
-    _vcpu: *mut kvm_vcpu,
-    _hook_state: *mut c_ulong,
-) -> bool {
+unsafe extern "C" fn refresh_apicv_exec_ctrl(_vcpu: *mut kvm_vcpu, _pending: bool) -> bool {
     COUNTS.refreshes.add(1, Relaxed);
     false
 }
 
-/// Counts the exits from L2.
+/// Counts hand-backs of taken refreshes: none, as this hook takes none.
 ///
 /// # Safety
 ///
 /// Only KVM calls this, through [`OPS`] while registered.
-unsafe extern "C" fn nested_vmexit(_vcpu: *mut kvm_vcpu, _hook_state: *mut c_ulong) {
+unsafe extern "C" fn nested_vmexit(_vcpu: *mut kvm_vcpu) {
     COUNTS.nested_vmexits.add(1, Relaxed);
 }
 
