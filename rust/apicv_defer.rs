@@ -11,8 +11,8 @@
 //!
 //! - `refresh_apicv_exec_ctrl` (KVM calls it only while L2 is active): take the update. KVM
 //!   writes no VMCS and records the deferral for us in the vCPU's `update_vmcs01_apicv_status`,
-//!   tagged with our registration. KVM also defers vmcs01's SVI while a hook is registered, so
-//!   an APICv update while L2 runs loads vmcs01 zero times.
+//!   tagged with our registration. KVM also defers vmcs01's SVI and TPR threshold while a hook
+//!   is registered, so an APICv update while L2 runs loads vmcs01 zero times.
 //! - `nested_vmexit`: KVM hands the deferral back at the next nested VM-Exit, with vmcs01
 //!   loaded: apply the current APICv state to vmcs01 (`kvm_vmx_apicv_refresh_vmcs01()`) and
 //!   raise `KVM_REQ_APICV_UPDATE`. Raising the request alone would not do: by the time it is

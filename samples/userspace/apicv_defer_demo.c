@@ -344,17 +344,19 @@ static long long read_vmptrlds(void)
 	return n > 0 ? strtoll(buf, NULL, 0) : -1;
 }
 
-static long long vmptrlds_at_stop;
+/*
+ * VMPTRLDs after the last stop's KVM_GET_NESTED_STATE and before this one's:
+ * that ioctl switches VMCSes itself, and is this program's, not the update's.
+ */
+static long long vmptrlds_at_stop, vmptrlds_now;
 
-/* How many VMCS loads the vCPU needed since it last stopped. */
+/* How many VMCS loads KVM needed between the two stops. */
 static void show_vmptrlds(void)
 {
-	long long now = read_vmptrlds();
-
-	if (now < 0 || vmptrlds_at_stop < 0)
+	if (vmptrlds_now < 0 || vmptrlds_at_stop < 0)
 		return;
 	printf("      VMCS loads (VMPTRLD) since the last stop: %lld%s\n",
-	       now - vmptrlds_at_stop,
+	       vmptrlds_now - vmptrlds_at_stop,
 	       module_loaded ? " (vmcs01 was never loaded)" :
 			       " (the guard: vmcs01, then vmcs02 again)");
 }
@@ -373,8 +375,13 @@ static const char * const round_titles[NR_ROUNDS] = {
 /* Tell what the guest did since it last stopped, and act on the stop. */
 static void handle_stop(struct kvm_vcpu *vcpu, struct ucall *uc, int *round)
 {
-	bool in_l2 = vcpu_in_l2(vcpu);
 	int stage = uc->args[1];
+	long long after_state;
+	bool in_l2;
+
+	vmptrlds_now = read_vmptrlds();
+	in_l2 = vcpu_in_l2(vcpu);
+	after_state = read_vmptrlds();
 
 	TEST_ASSERT(in_l2 == (stage < SYNC_L1_ROUND),
 		    "Stage %d: L2 is %s", stage, in_l2 ? "active" : "not active");
@@ -429,7 +436,7 @@ static void handle_stop(struct kvm_vcpu *vcpu, struct ucall *uc, int *round)
 	default:
 		TEST_FAIL("Unexpected stage %d", stage);
 	}
-	vmptrlds_at_stop = read_vmptrlds();
+	vmptrlds_at_stop = after_state;
 }
 
 int main(int argc, char *argv[])
