@@ -30,7 +30,9 @@ OWN=$(cd $T && ls vmx_apicv_defer_*_test 2>/dev/null)
 MUST_FAIL="vmx_apicv_defer_uninhibit_test vmx_apicv_defer_blockirq_test
 	vmx_apicv_defer_nested_state_test vmx_apicv_defer_x2apic_test
 	vmx_apicv_defer_debugfs_test vmx_apicv_defer_unload_test
-	vmx_apicv_defer_teardown_test"
+	vmx_apicv_defer_teardown_test vmx_apicv_defer_exit_paths_test"
+# Project tests that need no module, run on upstream 7.2's kvm-intel too.
+OWN_IN_U="vmx_apicv_defer_exit_paths_test"
 # Upstream's vmx_apicv_updates_test cannot: its two APICv toggles while L2
 # runs cancel out (vmcs01 is stale-off, then wanted off again) before L1
 # needs virtual-interrupt delivery.  Its result in (c) is shown, not judged.
@@ -107,12 +109,13 @@ refusals() {
 
 # --- (u) upstream 7.2 ------------------------------------------------------
 # The unpatched base's kvm-intel.ko on the same vmlinux and kvm.ko is
-# upstream 7.2: the peers must do there what they do in (a).
+# upstream 7.2 (plus patches/test's VMPTRLD counter): the peers and the
+# project tests that need no module must do there what they do in (a).
 config_u() {
 	local t
 	kvm_unload
 	if tap_check "u:upstream-7.2: insmod unpatched kvm-intel.ko" kvm_load $M/unpatched/kvm-intel.ko; then
-		for t in $PEER; do
+		for t in $PEER $OWN_IN_U; do
 			tap_run "u:upstream-7.2: $t" 300 "$T/$t"
 		done
 		kvm_unload
