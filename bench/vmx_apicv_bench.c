@@ -14,8 +14,8 @@
  *    per-run value is the median over the iterations (host timer ticks and
  *    the like land in ~10% of them); roundtrip_mean is the whole loop's TSC
  *    delta per iteration, ticks, RIP advance and loop overhead included.
- *    With a hook registered, every nested VM-Exit calls its nested_vmexit
- *    callback.
+ *    Nothing is deferred meanwhile: with a hook registered, the nested
+ *    VM-Exit only tests KVM's per-vCPU deferral word.
  *
  * 2. update_l2: L2 exits to userspace (GUEST_SYNC: L1 does not intercept
  *    I/O, see prepare_vmcs()), userspace toggles KVM_GUESTDBG_BLOCKIRQ (an
@@ -23,25 +23,51 @@
  *    GUEST_SYNC.  Host-side TSC cycles for KVM_SET_GUEST_DEBUG + KVM_RUN.
  *    KVM services KVM_REQ_APICV_UPDATE in that KVM_RUN while L2 is active:
  *    without the module vmx_refresh_apicv_exec_ctrl() switches to vmcs01,
- *    writes it and switches back (the guard); with it, the update is only
- *    recorded.  noop_l2 is the same ioctl without a change of BLOCKIRQ (no
- *    APICv update): the difference is the update's own cost.
+ *    writes it and switches back (the guard), and so do the SVI and
+ *    TPR-threshold writes around it; with it, KVM only records them.
+ *    noop_l2 is the same ioctl without a change of BLOCKIRQ (no APICv
+ *    update): the difference is the update's own cost.
  *
  * 3. exit_landing: right after (2), L2 reads the TSC and does vmcall; L1
  *    reads the TSC when the nested VM-Exit returns to it.  That exit is the
- *    one where the module applies the deferred update to vmcs01.
+ *    one where KVM drains what it deferred into vmcs01 (the module's
+ *    callback refreshes the controls and raises KVM_REQ_APICV_UPDATE).
  *    exit_plain is the same exit after the no-op ioctl.
  *
- * The update metrics alternate set and clear (deactivation, activation);
- * their value is the mean of the median of each.
+ * The update metrics alternate set and clear of BLOCKIRQ: deactivation (the
+ * inhibit set: even samples) and activation (cleared: odd samples).
+ * update_l2, noop_l2, exit_landing and exit_plain are the mean of the two
+ * directions' medians.  Per direction, against the no-op run's samples of
+ * the same parity (median of each, then the difference):
+ *   cost_update_deact, cost_update_act    update_l2 - noop_l2
+ *   cost_landing_deact, cost_landing_act  exit_landing - exit_plain
+ * i.e. what one update while L2 runs costs, at the update and at the
+ * nested VM-Exit where it lands.
+ *
+ * 4. vmptrld_update_{deact,act}, vmptrld_landing_{deact,act}: VMPTRLDs per
+ *    APICv update while L2 runs, per direction, from the test-only counter
+ *    /sys/module/kvm_intel/parameters/vmptrld_count (patches/test; summed
+ *    over CPUs).  A second pair of update and no-op runs, not timed, reads
+ *    it around the update (KVM_SET_GUEST_DEBUG + KVM_RUN, as in 2) and
+ *    around the KVM_RUN holding the landing (L2's vmcall, the nested
+ *    VM-Exit, L1, and its next VM-Entry into L2); the value is the median
+ *    over the direction's updates of (update run - no-op run) for the same
+ *    iteration.  Each of 7.2's guard(vmx_vmcs01) switches is 2 (vmcs01 and
+ *    back): a deactivation writes the controls and the TPR threshold at the
+ *    update, and the TPR threshold again on the KVM_REQ_EVENT after L1's
+ *    next VM-Entry (APICv still off); an activation writes SVI and the
+ *    controls.  A full deferral is 0 and 0.  Without that file (a kernel
+ *    without patches/test) these lines are left out, with a note.
  *
  * Output: one line per metric, "KAD-BENCH <metric> <config> <value>", TSC
- * cycles with one decimal; "# ..." lines are diagnostics.  On the emulated
- * host (Bochs, clock sync=none) the TSC advances once per retired
- * instruction, so these are instruction path lengths, not hardware latency.
+ * cycles (VMPTRLD counts for vmptrld_*) with one decimal; "# ..." lines are
+ * diagnostics.  On the emulated host (Bochs, clock sync=none) the TSC
+ * advances once per retired instruction, so these are instruction path
+ * lengths, not hardware latency.
  *
  * Usage: vmx_apicv_bench [-c CONFIG] [-r ROUNDTRIPS] [-u UPDATES] [-w WARMUP]
  */
+#include <fcntl.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -49,6 +75,7 @@
 #include "kvm_util.h"
 #include "processor.h"
 #include "vmx.h"
+#include "apic.h"
 
 #define MAX_SAMPLES	4096
 
@@ -179,6 +206,14 @@ static void l1_guest_code(struct vmx_pages *vmx_pages)
 	GUEST_ASSERT(prepare_for_vmx_operation(vmx_pages));
 	GUEST_ASSERT(load_vmcs(vmx_pages));
 	prepare_vmcs(vmx_pages, l2_guest_code, &l2_guest_stack[L2_GUEST_STACK_SIZE]);
+	/*
+	 * A software-enabled local APIC, as any real L1 (and the project's
+	 * selftests and demo) has: without it KVM skips the TPR-threshold
+	 * update that follows an APICv deactivation (update_cr8_intercept()),
+	 * one of the vmcs01 writes an update while L2 runs can make.  vmcs12
+	 * has no TPR shadow, so that write goes to vmcs01.
+	 */
+	xapic_enable();
 
 	l2_sync = 0;
 	GUEST_ASSERT(!vmlaunch());
@@ -204,6 +239,34 @@ static void l1_guest_code(struct vmx_pages *vmx_pages)
 }
 
 static u64 host_samples[MAX_SAMPLES];
+/* The update run's samples, kept across the no-op run. */
+static u64 upd_host[MAX_SAMPLES], upd_l1[MAX_SAMPLES];
+
+#define VMPTRLD_COUNT	"/sys/module/kvm_intel/parameters/vmptrld_count"
+
+/* VMPTRLDs counted in one update run, per iteration (see run_update()). */
+struct vmptrld_counts {
+	s64 update[MAX_SAMPLES];
+	s64 landing[MAX_SAMPLES];
+};
+
+static int vmptrld_fd = -1;
+
+/* The test-only VMPTRLD counter of patches/test; a sysfs file re-reads at 0. */
+static s64 read_vmptrlds(void)
+{
+	char buf[32], *end;
+	ssize_t r;
+	s64 v;
+
+	r = pread(vmptrld_fd, buf, sizeof(buf) - 1, 0);
+	TEST_ASSERT(r > 0, "Reading " VMPTRLD_COUNT " failed, errno %d", errno);
+	buf[r] = 0;
+	v = strtoll(buf, &end, 10);
+	TEST_ASSERT(end != buf && (*end == '\n' || !*end),
+		    "Bad " VMPTRLD_COUNT " '%s'", buf);
+	return v;
+}
 
 static int cmp_u64(const void *a, const void *b)
 {
@@ -222,6 +285,26 @@ static double median(const u64 *s, u64 n, u64 first, u64 stride)
 		tmp[m++] = s[i];
 	TEST_ASSERT(m, "No samples");
 	qsort(tmp, m, sizeof(tmp[0]), cmp_u64);
+	return m % 2 ? tmp[m / 2] : (tmp[m / 2 - 1] + tmp[m / 2]) / 2.0;
+}
+
+static int cmp_s64(const void *a, const void *b)
+{
+	s64 x = *(const s64 *)a, y = *(const s64 *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* Median of a[i] - b[i] over every @stride-th i from @first, i < @n. */
+static double median_diff(const s64 *a, const s64 *b, u64 n, u64 first, u64 stride)
+{
+	static s64 tmp[MAX_SAMPLES];
+	u64 i, m = 0;
+
+	for (i = first; i < n; i += stride)
+		tmp[m++] = a[i] - b[i];
+	TEST_ASSERT(m, "No samples");
+	qsort(tmp, m, sizeof(tmp[0]), cmp_s64);
 	return m % 2 ? tmp[m / 2] : (tmp[m / 2 - 1] + tmp[m / 2]) / 2.0;
 }
 
@@ -306,12 +389,20 @@ static void run_roundtrip(struct kvm_vcpu *vcpu, u64 n)
  * L1 runs L2 @n times; each time L2 stops at SYNC_L2_UPDATE, where we set
  * BLOCKIRQ to the opposite of its current state (@toggle) or to the same
  * (no APICv update), timing the ioctl and the KVM_RUN to SYNC_L2_AFTER.
+ *
+ * With @cnt, the run is not timed but counts VMPTRLDs: cnt->update[i] over
+ * the ioctl and KVM_RUN of iteration i, cnt->landing[i] over the KVM_RUN
+ * after it (L2's vmcall, the nested VM-Exit where update i lands, L1, and
+ * L1's next VM-Entry into L2, or for the last iteration L1's return to its
+ * command loop instead).
  */
-static void run_update(struct kvm_vcpu *vcpu, u64 n, bool toggle, bool check_l2)
+static void run_update(struct kvm_vcpu *vcpu, u64 n, bool toggle, bool check_l2,
+		       struct vmptrld_counts *cnt)
 {
 	struct kvm_guest_debug debug = {};
 	bool blocked = false;
 	u64 i = 0, t0, t1;
+	s64 c0 = 0;
 	int r1, r2;
 
 	l1_cmd = CMD_UPDATE;
@@ -319,7 +410,11 @@ static void run_update(struct kvm_vcpu *vcpu, u64 n, bool toggle, bool check_l2)
 	sync_global_to_guest(vcpu->vm, l1_cmd);
 	sync_global_to_guest(vcpu->vm, l1_iters);
 	for (;;) {
+		if (cnt)
+			c0 = read_vmptrlds();
 		vcpu_run(vcpu);
+		if (cnt && i)
+			cnt->landing[i - 1] = read_vmptrlds() - c0;
 		switch (get_sync(vcpu)) {
 		case SYNC_L2_UPDATE:
 			break;
@@ -336,18 +431,49 @@ static void run_update(struct kvm_vcpu *vcpu, u64 n, bool toggle, bool check_l2)
 		if (toggle)
 			blocked = !blocked;
 		debug.control = blocked ? KVM_GUESTDBG_ENABLE | KVM_GUESTDBG_BLOCKIRQ : 0;
+		TEST_ASSERT(i < MAX_SAMPLES, "Too many L2 stops");
 
+		if (cnt)
+			c0 = read_vmptrlds();
 		t0 = rdtsc();
 		r1 = __vcpu_ioctl(vcpu, KVM_SET_GUEST_DEBUG, &debug);
 		r2 = __vcpu_run(vcpu);
 		t1 = rdtsc();
+		if (cnt)
+			cnt->update[i] = read_vmptrlds() - c0;
 
 		TEST_ASSERT(!r1, "KVM_SET_GUEST_DEBUG failed, errno %d", errno);
 		TEST_ASSERT(!r2, "KVM_RUN failed, errno %d", errno);
 		TEST_ASSERT_EQ(get_sync(vcpu), SYNC_L2_AFTER);
-		TEST_ASSERT(i < MAX_SAMPLES, "Too many L2 stops");
 		host_samples[i++] = t1 - t0;
 	}
+}
+
+/*
+ * VMPTRLDs per APICv update, per direction: an update run and a no-op run
+ * of @n iterations each, counted, compared iteration by iteration.
+ */
+static void count_vmptrlds(struct kvm_vcpu *vcpu, const char *config, u64 n)
+{
+	static struct vmptrld_counts upd, noop;
+	static const char *const dir[] = { "deact", "act" };
+	u64 d, i;
+
+	run_update(vcpu, n, true, false, &upd);
+	run_update(vcpu, n, false, false, &noop);
+	for (d = 0; d < 2; d++) {
+		char metric[64];
+
+		snprintf(metric, sizeof(metric), "vmptrld_update_%s", dir[d]);
+		report(metric, config, median_diff(upd.update, noop.update, n, d, 2));
+		snprintf(metric, sizeof(metric), "vmptrld_landing_%s", dir[d]);
+		report(metric, config, median_diff(upd.landing, noop.landing, n, d, 2));
+	}
+	printf("# VMPTRLDs per iteration (update run - no-op run, at update/landing):");
+	for (i = 0; i < n && i < 8; i++)
+		printf(" %s %ld/%ld", dir[i % 2], (long)(upd.update[i] - noop.update[i]),
+		       (long)(upd.landing[i] - noop.landing[i]));
+	printf("%s\n", n > 8 ? " ..." : "");
 }
 
 static u64 parse_count(const char *s, u64 min)
@@ -401,6 +527,7 @@ int main(int argc, char *argv[])
 
 	vm = vm_create_with_one_vcpu(&vcpu, l1_guest_code);
 	vcpu_alloc_vmx(vm, &vmx_pages_gva);
+	virt_pg_map(vm, APIC_DEFAULT_GPA, APIC_DEFAULT_GPA);
 	vcpu_args_set(vcpu, 1, vmx_pages_gva);
 
 	vcpu_run(vcpu);
@@ -408,8 +535,8 @@ int main(int argc, char *argv[])
 
 	/* Warm up every path; check once that the toggles happen in L2. */
 	run_roundtrip(vcpu, warmup);
-	run_update(vcpu, warmup, true, true);
-	run_update(vcpu, warmup, false, true);
+	run_update(vcpu, warmup, true, true, NULL);
+	run_update(vcpu, warmup, false, true, NULL);
 
 	printf("# config %s: %lu round trips, %lu APICv updates per run\n",
 	       config, roundtrips, updates);
@@ -419,17 +546,38 @@ int main(int argc, char *argv[])
 	report("roundtrip", config, median(l1_samples, roundtrips, 0, 1));
 	report("roundtrip_mean", config, (double)l1_total / roundtrips);
 
-	run_update(vcpu, updates, true, false);
-	diag("update_l2", host_samples, updates);
-	report("update_l2", config, median_pairs(host_samples, updates));
-	diag("exit_landing", l1_samples, updates);
-	report("exit_landing", config, median_pairs(l1_samples, updates));
+	run_update(vcpu, updates, true, false, NULL);
+	memcpy(upd_host, host_samples, updates * sizeof(u64));
+	memcpy(upd_l1, l1_samples, updates * sizeof(u64));
+	diag("update_l2", upd_host, updates);
+	report("update_l2", config, median_pairs(upd_host, updates));
+	diag("exit_landing", upd_l1, updates);
+	report("exit_landing", config, median_pairs(upd_l1, updates));
 
-	run_update(vcpu, updates, false, false);
+	run_update(vcpu, updates, false, false, NULL);
 	diag("noop_l2", host_samples, updates);
 	report("noop_l2", config, median_pairs(host_samples, updates));
 	diag("exit_plain", l1_samples, updates);
 	report("exit_plain", config, median_pairs(l1_samples, updates));
+
+	/* Per direction: even samples set BLOCKIRQ (deactivate), odd clear it. */
+	report("cost_update_deact", config,
+	       median(upd_host, updates, 0, 2) - median(host_samples, updates, 0, 2));
+	report("cost_landing_deact", config,
+	       median(upd_l1, updates, 0, 2) - median(l1_samples, updates, 0, 2));
+	report("cost_update_act", config,
+	       median(upd_host, updates, 1, 2) - median(host_samples, updates, 1, 2));
+	report("cost_landing_act", config,
+	       median(upd_l1, updates, 1, 2) - median(l1_samples, updates, 1, 2));
+
+	vmptrld_fd = open(VMPTRLD_COUNT, O_RDONLY);
+	if (vmptrld_fd >= 0) {
+		count_vmptrlds(vcpu, config, updates);
+		close(vmptrld_fd);
+	} else {
+		printf("# %s: %s: VMPTRLDs not counted (kvm_intel without the rig's patches/test)\n",
+		       VMPTRLD_COUNT, strerror(errno));
+	}
 
 	l1_command(vcpu, CMD_DONE, 0);
 	TEST_ASSERT_EQ(get_sync(vcpu), 0);

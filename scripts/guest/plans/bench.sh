@@ -2,11 +2,15 @@
 # `make bench`: the hook's and the deferral's cost against 7.2's guard, in one
 # boot of the emulated Intel host.  Configurations, interleaved per repetition
 # (upstream patched module upstream patched module ...):
-#   upstream  the unpatched base's kvm-intel.ko (= upstream 7.2)
-#   patched   patches/host's kvm-intel.ko, no hook registered
-#   module    patched + kvm_apicv_defer.ko (the deferral)
-#   counter   patched + apicv_hook_counter.ko (the sample: a hook that only
-#             counts, never defers: the hook API's own cost)
+#   upstream      the unpatched base's kvm-intel.ko (= upstream 7.2; both
+#                 kvm-intel.ko builds carry patches/test's VMPTRLD counter)
+#   patched       patches/host's kvm-intel.ko, no hook registered
+#   module        patched + kvm_apicv_defer.ko (the deferral)
+#   module-noreq  patched + the TEST-ONLY no-request kvm_apicv_defer.ko
+#                 (no-request/kvm_apicv_defer.ko): refreshes vmcs01 at
+#                 VM-Exit without KVM_REQ_APICV_UPDATE, for the request's cost
+#   counter       patched + apicv_hook_counter.ko (the sample: a hook that
+#                 takes no refresh: the hook API's own cost)
 # /bench/vmx_apicv_bench prints "KAD-BENCH <metric> <config> <value>" lines,
 # which scripts/bench collects from the console.  Kernel command line:
 #   kad.bench_n=N          repetitions (default 5)
@@ -33,18 +37,34 @@ for arg in $(cat /proc/cmdline); do
 done
 
 # What is loaded: kvm_intel "patched" or "unpatched"; the hook module
-# "none", "kvm_apicv_defer" or "apicv_hook_counter".
+# "none", "defer" (kvm_apicv_defer.ko), "noreq" (no-request/kvm_apicv_defer.ko)
+# or "counter" (apicv_hook_counter.ko).
 cur_intel=none
 cur_mod=none
+
+# The module name (for rmmod) and file of a hook module.
+mod_name() {
+	case "$1" in
+	defer|noreq) echo kvm_apicv_defer ;;
+	counter) echo apicv_hook_counter ;;
+	esac
+}
+mod_file() {
+	case "$1" in
+	defer) echo $M/kvm_apicv_defer.ko ;;
+	noreq) echo $M/no-request/kvm_apicv_defer.ko ;;
+	counter) echo $M/apicv_hook_counter.ko ;;
+	esac
+}
 
 bench_module() {
 	[ "$cur_mod" = "$1" ] && return 0
 	if [ "$cur_mod" != none ]; then
-		rmmod "$cur_mod" || return 1
+		rmmod "$(mod_name "$cur_mod")" || return 1
 	fi
 	cur_mod=none
 	if [ "$1" != none ]; then
-		insmod "$M/$1.ko" || return 1
+		insmod "$(mod_file "$1")" || return 1
 	fi
 	cur_mod=$1
 }
@@ -68,8 +88,9 @@ bench_setup() {
 	case "$1" in
 	upstream) bench_intel unpatched ;;
 	patched) bench_intel patched && bench_module none ;;
-	module) bench_intel patched && bench_module kvm_apicv_defer ;;
-	counter) bench_intel patched && bench_module apicv_hook_counter ;;
+	module) bench_intel patched && bench_module defer ;;
+	module-noreq) bench_intel patched && bench_module noreq ;;
+	counter) bench_intel patched && bench_module counter ;;
 	*) return 1 ;;
 	esac
 }
@@ -79,19 +100,30 @@ uptime_s() {
 }
 
 # The hook modules' debugfs counters: proof that the configuration ran the
-# path it is named after.
+# path it is named after.  debugfs_count CONFIG COUNTER
 debugfs_count() {
+	local dir
 	case "$1" in
-	module) cat /sys/kernel/debug/kvm_apicv_defer/deferred 2>/dev/null || echo 0 ;;
-	counter) cat /sys/kernel/debug/apicv_hook_counter/nested_vmexits 2>/dev/null || echo 0 ;;
-	*) echo 0 ;;
+	module|module-noreq) dir=kvm_apicv_defer ;;
+	counter) dir=apicv_hook_counter ;;
+	*) echo 0; return ;;
 	esac
+	cat "/sys/kernel/debug/$dir/$2" 2>/dev/null || echo 0
 }
 
 # bench_run REP CONFIG
 bench_run() {
-	local rep=$1 cfg=$2 log=/tmp/bench.log t0 t1 d0 d1 rc
-	d0=$(debugfs_count "$cfg")
+	local rep=$1 cfg=$2 log=/tmp/bench.log t0 t1 rc c1= c2= a=0 b=0
+	# Two counters per hook configuration: what it must have done (c1)
+	# and what it must (module) or must not (the others) have done (c2).
+	case $cfg in
+	module|module-noreq) c1=deferred c2=requests ;;
+	counter) c1=refreshes c2=nested_vmexits ;;
+	esac
+	if [ -n "$c1" ]; then
+		a=$(debugfs_count "$cfg" $c1)
+		b=$(debugfs_count "$cfg" $c2)
+	fi
 	t0=$(uptime_s)
 	# shellcheck disable=SC2086 # bench_args is a word list
 	timeout -s KILL 600 $BENCH -c "$cfg" $bench_args >$log 2>&1
@@ -106,10 +138,23 @@ bench_run() {
 	137) tap_not_ok "rep $rep: $cfg # timed out" ;;
 	*) tap_not_ok "rep $rep: $cfg # exit=$rc" ;;
 	esac
-	d1=$(debugfs_count "$cfg")
+	if [ -n "$c1" ]; then
+		a=$(($(debugfs_count "$cfg" $c1) - a))
+		b=$(($(debugfs_count "$cfg" $c2) - b))
+	fi
 	case $cfg in
-	module) tap_check "rep $rep: module: updates deferred ($((d1 - d0)))" [ "$((d1 - d0))" -gt 0 ] ;;
-	counter) tap_check "rep $rep: counter: hook called at nested VM-Exits ($((d1 - d0)))" [ "$((d1 - d0))" -gt 0 ] ;;
+	module)
+		tap_check "rep $rep: module: updates deferred ($a), requests raised at VM-Exit ($b)" \
+			[ "$a" -gt 0 -a "$b" -gt 0 ]
+		;;
+	module-noreq)
+		tap_check "rep $rep: module-noreq: updates deferred ($a), no requests raised ($b)" \
+			[ "$a" -gt 0 -a "$b" -eq 0 ]
+		;;
+	counter)
+		tap_check "rep $rep: counter: refreshes offered while L2 is active ($a), none taken (nested_vmexit calls: $b)" \
+			[ "$a" -gt 0 -a "$b" -eq 0 ]
+		;;
 	esac
 }
 
@@ -125,10 +170,12 @@ for p in enable_apicv nested ept; do
 done
 tap_check "benchmark binary present" [ -x $BENCH ]
 tap_check "upstream kvm-intel.ko present" [ -f $M/unpatched/kvm-intel.ko ]
+tap_check "kvm_intel.vmptrld_count present (patches/test)" [ -r /sys/module/kvm_intel/parameters/vmptrld_count ]
 for cfg in $bench_configs; do
 	case $cfg in
-	module) tap_check "kvm_apicv_defer.ko present" [ -f $M/kvm_apicv_defer.ko ] ;;
-	counter) tap_check "apicv_hook_counter.ko present" [ -f $M/apicv_hook_counter.ko ] ;;
+	module) tap_check "kvm_apicv_defer.ko present" [ -f "$(mod_file defer)" ] ;;
+	module-noreq) tap_check "no-request kvm_apicv_defer.ko present" [ -f "$(mod_file noreq)" ] ;;
+	counter) tap_check "apicv_hook_counter.ko present" [ -f "$(mod_file counter)" ] ;;
 	esac
 done
 tap_dmesg_clean "setup: no kernel warnings"
