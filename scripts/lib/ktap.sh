@@ -16,8 +16,9 @@ TAP_N=0
 TAP_PASS=0
 TAP_FAIL=0
 TAP_SKIP=0
-# Set to a file to record "RESULT<TAB>NAME<TAB>SECONDS" per test
-# (out/check/summary; SECONDS is "-" where the rig does not time a test).
+# Set to a file to record "RESULT<TAB>GROUP<TAB>NAME<TAB>SECONDS" per test
+# (out/check/summary): GROUP is "host" for the host's own tests and the
+# guest's name for a guest's tests; SECONDS is "-" where nothing timed it.
 TAP_SUMMARY=${TAP_SUMMARY:-}
 # Wall seconds of the test being reported, for the summary.
 TAP_SECS=-
@@ -28,7 +29,8 @@ tap_header() {
 
 # _tap_record RESULT NAME: one line of the summary file, if there is one.
 _tap_record() {
-	[ -z "$TAP_SUMMARY" ] || printf '%s\t%s\t%s\n' "$1" "${2%% # *}" "$TAP_SECS" >>"$TAP_SUMMARY"
+	[ -z "$TAP_SUMMARY" ] ||
+		printf '%s\thost\t%s\t%s\n' "$1" "${2%% # *}" "$TAP_SECS" >>"$TAP_SUMMARY"
 	TAP_SECS=-
 }
 
@@ -102,7 +104,7 @@ tap_subtest() {
 		grep -aE '^(not )?ok [0-9]+ ' "$_tap_log" | awk -v p="$_tap_name" '
 			{ r = ($1 == "not") ? "fail" : (/ # SKIP/ ? "skip" : "pass")
 			  sub(/^(not )?ok [0-9]+ /, ""); sub(/ # .*/, "")
-			  printf "%s\t%s/%s\t-\n", r, p, $0 }' >>"$TAP_SUMMARY"
+			  printf "%s\t%s\t%s\t-\n", r, p, $0 }' >>"$TAP_SUMMARY"
 	fi
 	# The guest's own count: "# P passed, F failed, S skipped".
 	set -- $(grep -aE '^# [0-9]+ passed, [0-9]+ failed, [0-9]+ skipped$' "$_tap_log" |
