@@ -1,11 +1,12 @@
 # SPDX-License-Identifier: GPL-2.0
+# kad-payload: selftests
 # Guest plan (sourced by the rig's /init) for the Bochs VMX fixes in
 # patches/bochs/: runs the KVM selftests that failed on Bochs without them,
 # plus the peer tests, on the emulated Intel host.  Driven by
 # patches/bochs/regress; kad.bochs_tests="a b c" on the command line limits
 # the run to those tests.
 . /lib/kad/kvm.sh
-T=/kad-selftests
+T=/tests
 
 # kad.bochs_kvm=unpatched loads upstream 7.2's kvm-intel.ko instead of the
 # project's; kad.bochs_apicv=0 loads it with enable_apicv=0 (to tell Bochs
@@ -16,7 +17,7 @@ only= ko=/lib/modules/kad/kvm-intel.ko apicv=1 trace=0
 for arg in $(cat /proc/cmdline); do
 	case "$arg" in
 	kad.bochs_tests=*) only=$(echo "${arg#kad.bochs_tests=}" | tr , ' ') ;;
-	kad.bochs_kvm=unpatched) ko=/lib/modules/kad/kvm-intel-unpatched.ko ;;
+	kad.bochs_kvm=unpatched) ko=/lib/modules/kad/unpatched/kvm-intel.ko ;;
 	kad.bochs_apicv=0) apicv=0 ;;
 	kad.bochs_trace=*) trace=${arg#kad.bochs_trace=} ;;
 	esac

@@ -1,4 +1,5 @@
 # SPDX-License-Identifier: GPL-2.0
+# kad-payload: module no-request bench
 # `make bench`: the hook's and the deferral's cost against 7.2's guard, in one
 # boot of the emulated Intel host.  Configurations, interleaved per repetition
 # (upstream patched module upstream patched module ...):

@@ -1,4 +1,5 @@
 # SPDX-License-Identifier: GPL-2.0
+# kad-payload: module demo
 # `make run` (scripts/run): the demo samples/userspace/apicv_defer_demo.c,
 # first on Linux 7.2's own KVM, then with kvm_apicv_defer.ko loaded, then
 # rmmod.  Story lines go straight to the console; checks are TAP lines.

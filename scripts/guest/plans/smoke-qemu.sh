@@ -1,4 +1,5 @@
 # SPDX-License-Identifier: GPL-2.0
+# kad-payload: module hello
 # QEMU smoke plan (no VMX): the kernel boots, its built-in KUnit suites pass,
 # kvm_intel refuses cleanly, and the project's Kbuild makes Rust modules that
 # load.  Sourced by /init.
