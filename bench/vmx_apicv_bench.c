@@ -67,7 +67,6 @@
  *
  * Usage: vmx_apicv_bench [-c CONFIG] [-r ROUNDTRIPS] [-u UPDATES] [-w WARMUP]
  */
-#include <fcntl.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -76,6 +75,7 @@
 #include "processor.h"
 #include "vmx.h"
 #include "apic.h"
+#include "vmx_apicv_util.h"
 
 #define MAX_SAMPLES	4096
 
@@ -162,12 +162,6 @@ static inline int l1_vmresume(void)
 	return ret;
 }
 
-static void l1_skip_vmcall(void)
-{
-	GUEST_ASSERT_EQ(vmreadz(VM_EXIT_REASON), EXIT_REASON_VMCALL);
-	vmwrite(GUEST_RIP, vmreadz(GUEST_RIP) + vmreadz(VM_EXIT_INSTRUCTION_LEN));
-}
-
 static void l1_roundtrip(u64 n)
 {
 	u64 start, t0, t1, i;
@@ -242,31 +236,11 @@ static u64 host_samples[MAX_SAMPLES];
 /* The update run's samples, kept across the no-op run. */
 static u64 upd_host[MAX_SAMPLES], upd_l1[MAX_SAMPLES];
 
-#define VMPTRLD_COUNT	"/sys/module/kvm_intel/parameters/vmptrld_count"
-
 /* VMPTRLDs counted in one update run, per iteration (see run_update()). */
 struct vmptrld_counts {
 	s64 update[MAX_SAMPLES];
 	s64 landing[MAX_SAMPLES];
 };
-
-static int vmptrld_fd = -1;
-
-/* The test-only VMPTRLD counter of patches/test; a sysfs file re-reads at 0. */
-static s64 read_vmptrlds(void)
-{
-	char buf[32], *end;
-	ssize_t r;
-	s64 v;
-
-	r = pread(vmptrld_fd, buf, sizeof(buf) - 1, 0);
-	TEST_ASSERT(r > 0, "Reading " VMPTRLD_COUNT " failed, errno %d", errno);
-	buf[r] = 0;
-	v = strtoll(buf, &end, 10);
-	TEST_ASSERT(end != buf && (*end == '\n' || !*end),
-		    "Bad " VMPTRLD_COUNT " '%s'", buf);
-	return v;
-}
 
 static int cmp_u64(const void *a, const void *b)
 {
@@ -336,35 +310,12 @@ static void diag(const char *metric, const u64 *s, u64 n)
 	printf("%lu above median+5%%\n", over);
 }
 
+/* The stage of the GUEST_SYNC KVM_RUN stopped at; 0 at GUEST_DONE. */
 static u64 get_sync(struct kvm_vcpu *vcpu)
 {
 	struct ucall uc;
 
-	TEST_ASSERT_KVM_EXIT_REASON(vcpu, KVM_EXIT_IO);
-	switch (get_ucall(vcpu, &uc)) {
-	case UCALL_ABORT:
-		REPORT_GUEST_ASSERT(uc);
-		/* NOT REACHED */
-	case UCALL_SYNC:
-		return uc.args[1];
-	case UCALL_DONE:
-		return 0;
-	default:
-		TEST_FAIL("Unexpected ucall %lu", uc.cmd);
-	}
-	return 0;
-}
-
-static bool vcpu_in_l2(struct kvm_vcpu *vcpu)
-{
-	static struct {
-		struct kvm_nested_state state;
-		u8 data[16384];
-	} nested;
-
-	nested.state.size = sizeof(nested);
-	vcpu_nested_state_get(vcpu, &nested.state);
-	return nested.state.flags & KVM_STATE_NESTED_GUEST_MODE;
+	return vcpu_get_sync(vcpu, &uc) ? uc.args[1] : 0;
 }
 
 /* Send L1 a command; returns with L1 at its next SYNC_L1_CMD. */
@@ -411,10 +362,10 @@ static void run_update(struct kvm_vcpu *vcpu, u64 n, bool toggle, bool check_l2,
 	sync_global_to_guest(vcpu->vm, l1_iters);
 	for (;;) {
 		if (cnt)
-			c0 = read_vmptrlds();
+			c0 = read_vmptrld_count();
 		vcpu_run(vcpu);
 		if (cnt && i)
-			cnt->landing[i - 1] = read_vmptrlds() - c0;
+			cnt->landing[i - 1] = read_vmptrld_count() - c0;
 		switch (get_sync(vcpu)) {
 		case SYNC_L2_UPDATE:
 			break;
@@ -434,13 +385,13 @@ static void run_update(struct kvm_vcpu *vcpu, u64 n, bool toggle, bool check_l2,
 		TEST_ASSERT(i < MAX_SAMPLES, "Too many L2 stops");
 
 		if (cnt)
-			c0 = read_vmptrlds();
+			c0 = read_vmptrld_count();
 		t0 = rdtsc();
 		r1 = __vcpu_ioctl(vcpu, KVM_SET_GUEST_DEBUG, &debug);
 		r2 = __vcpu_run(vcpu);
 		t1 = rdtsc();
 		if (cnt)
-			cnt->update[i] = read_vmptrlds() - c0;
+			cnt->update[i] = read_vmptrld_count() - c0;
 
 		TEST_ASSERT(!r1, "KVM_SET_GUEST_DEBUG failed, errno %d", errno);
 		TEST_ASSERT(!r2, "KVM_RUN failed, errno %d", errno);
@@ -570,10 +521,8 @@ int main(int argc, char *argv[])
 	report("cost_landing_act", config,
 	       median(upd_l1, updates, 1, 2) - median(l1_samples, updates, 1, 2));
 
-	vmptrld_fd = open(VMPTRLD_COUNT, O_RDONLY);
-	if (vmptrld_fd >= 0) {
+	if (read_vmptrld_count() >= 0) {
 		count_vmptrlds(vcpu, config, updates);
-		close(vmptrld_fd);
 	} else {
 		printf("# %s: %s: VMPTRLDs not counted (kvm_intel without the rig's patches/test)\n",
 		       VMPTRLD_COUNT, strerror(errno));

@@ -37,6 +37,7 @@
 #include "processor.h"
 #include "vmx.h"
 #include "apic.h"
+#include "vmx_apicv_util.h"
 
 #define IPI_VECTOR		0xe0
 #define NR_IPI_ROUNDS		3
@@ -50,92 +51,29 @@ enum {
 	SYNC_L1_PHASE_DONE,
 };
 
-static volatile int ipis_received;
+#define EOI_CHECKS		(EOI_CHECK_IRR | EOI_CHECK_PPR)
 
-static void ipi_handler(struct ex_regs *regs)
-{
-	ipis_received++;
-}
-
-static bool apic_vector_is_set(unsigned int reg, u8 vector)
-{
-	return xapic_read_reg(reg + APIC_VECTOR_TO_REG_OFFSET(vector)) &
-	       BIT(APIC_VECTOR_TO_BIT_NUMBER(vector));
-}
-
-static void l1_send_self_ipi(void)
-{
-	xapic_write_reg(APIC_ICR, APIC_DEST_SELF | APIC_DM_FIXED | IPI_VECTOR);
-}
-
-/* Open an IRQ window of one instruction; expect exactly @nr IRQs. */
-static void l1_expect_irqs(int nr)
-{
-	int before = ipis_received;
-
-	sti_nop_cli();
-	__GUEST_ASSERT(ipis_received == before + nr,
-		       "Wanted %d IRQ(s) in the window, got %d", nr,
-		       ipis_received - before);
-}
-
-static void l1_eoi_and_check(void)
-{
-	GUEST_ASSERT(!apic_vector_is_set(APIC_IRR, IPI_VECTOR));
-	GUEST_ASSERT(apic_vector_is_set(APIC_ISR, IPI_VECTOR));
-	xapic_write_reg(APIC_EOI, 0);
-	__GUEST_ASSERT(!apic_vector_is_set(APIC_ISR, IPI_VECTOR),
-		       "Vector 0x%x still in service after EOI", IPI_VECTOR);
-	GUEST_ASSERT_EQ(xapic_read_reg(APIC_PROCPRI), 0);
-}
-
-static void l1_check_ipis(void)
-{
-	int i;
-
-	for (i = 0; i < NR_IPI_ROUNDS; i++) {
-		l1_send_self_ipi();
-		l1_expect_irqs(1);
-		l1_eoi_and_check();
-	}
-}
-
-static void l2_run_a_while(void)
-{
-	int i;
-
-	/* Exits to L0 only (L1's MSR bitmap is empty): VM-Entries to L2. */
-	for (i = 0; i < NR_L2_MSR_EXITS; i++)
-		GUEST_ASSERT(rdmsr(MSR_IA32_APICBASE) & MSR_IA32_APICBASE_ENABLE);
-}
-
+/* L2's exits go to L0 only (L1's MSR bitmap is empty): VM-Entries to L2. */
 static void l2_guest_code(void)
 {
 	/* Phase A */
 	GUEST_SYNC(SYNC_L2_SET_BLOCKIRQ);
-	l2_run_a_while();
+	l2_exits_to_l0(NR_L2_MSR_EXITS);
 	vmcall();
 
 	/* Phase B */
 	GUEST_SYNC(SYNC_L2_SET_BLOCKIRQ);
-	l2_run_a_while();
+	l2_exits_to_l0(NR_L2_MSR_EXITS);
 	GUEST_SYNC(SYNC_L2_CLEAR_BLOCKIRQ);
-	l2_run_a_while();
+	l2_exits_to_l0(NR_L2_MSR_EXITS);
 	vmcall();
 
 	/* Phase C */
 	GUEST_SYNC(SYNC_L2_CLEAR_BLOCKIRQ);
-	l2_run_a_while();
+	l2_exits_to_l0(NR_L2_MSR_EXITS);
 	vmcall();
 
 	GUEST_FAIL("L2 should not get here");
-}
-
-static void l1_run_l2(bool launch)
-{
-	GUEST_ASSERT(launch ? !vmlaunch() : !vmresume());
-	GUEST_ASSERT_EQ(vmreadz(VM_EXIT_REASON), EXIT_REASON_VMCALL);
-	vmwrite(GUEST_RIP, vmreadz(GUEST_RIP) + vmreadz(VM_EXIT_INSTRUCTION_LEN));
 }
 
 static void l1_guest_code(struct vmx_pages *vmx_pages)
@@ -143,66 +81,41 @@ static void l1_guest_code(struct vmx_pages *vmx_pages)
 #define L2_GUEST_STACK_SIZE 512
 	unsigned long l2_guest_stack[L2_GUEST_STACK_SIZE];
 
-	GUEST_ASSERT(prepare_for_vmx_operation(vmx_pages));
-	GUEST_ASSERT(load_vmcs(vmx_pages));
-	prepare_vmcs(vmx_pages, l2_guest_code, &l2_guest_stack[L2_GUEST_STACK_SIZE]);
-	vmwrite(CPU_BASED_VM_EXEC_CONTROL,
-		vmreadz(CPU_BASED_VM_EXEC_CONTROL) | CPU_BASED_USE_MSR_BITMAPS);
+	l1_prepare_l2(vmx_pages, l2_guest_code, &l2_guest_stack[L2_GUEST_STACK_SIZE]);
 
 	xapic_enable();
-	l1_check_ipis();
+	xapic_check_self_ipis(IPI_VECTOR, NR_IPI_ROUNDS, EOI_CHECKS);
 
 	/* A: set while L2 runs; L1 resumes with BLOCKIRQ still set. */
-	l1_send_self_ipi();
+	xapic_send_self_ipi(IPI_VECTOR);
 	l1_run_l2(true);
-	l1_expect_irqs(0);
-	GUEST_ASSERT(apic_vector_is_set(APIC_IRR, IPI_VECTOR));
+	irq_window_expect(0);
+	GUEST_ASSERT(xapic_vector_is_set(APIC_IRR, IPI_VECTOR));
 	GUEST_SYNC(SYNC_L1_CLEAR_BLOCKIRQ);
-	l1_expect_irqs(1);
-	l1_eoi_and_check();
-	l1_check_ipis();
+	irq_window_expect(1);
+	xapic_eoi_and_check(IPI_VECTOR, EOI_CHECKS);
+	xapic_check_self_ipis(IPI_VECTOR, NR_IPI_ROUNDS, EOI_CHECKS);
 	GUEST_SYNC(SYNC_L1_PHASE_DONE);
 
 	/* B: set and cleared during one L2 run. */
-	l1_send_self_ipi();
+	xapic_send_self_ipi(IPI_VECTOR);
 	l1_run_l2(false);
-	l1_expect_irqs(1);
-	l1_eoi_and_check();
-	l1_check_ipis();
+	irq_window_expect(1);
+	xapic_eoi_and_check(IPI_VECTOR, EOI_CHECKS);
+	xapic_check_self_ipis(IPI_VECTOR, NR_IPI_ROUNDS, EOI_CHECKS);
 	GUEST_SYNC(SYNC_L1_PHASE_DONE);
 
 	/* C: set while L1 runs, cleared while L2 runs. */
 	GUEST_SYNC(SYNC_L1_SET_BLOCKIRQ);
-	l1_send_self_ipi();
-	l1_expect_irqs(0);
+	xapic_send_self_ipi(IPI_VECTOR);
+	irq_window_expect(0);
 	l1_run_l2(false);
-	l1_expect_irqs(1);
-	l1_eoi_and_check();
-	l1_check_ipis();
+	irq_window_expect(1);
+	xapic_eoi_and_check(IPI_VECTOR, EOI_CHECKS);
+	xapic_check_self_ipis(IPI_VECTOR, NR_IPI_ROUNDS, EOI_CHECKS);
 	GUEST_SYNC(SYNC_L1_PHASE_DONE);
 
 	GUEST_DONE();
-}
-
-static bool vcpu_in_l2(struct kvm_vcpu *vcpu)
-{
-	static struct {
-		struct kvm_nested_state state;
-		u8 data[16384];
-	} nested;
-
-	nested.state.size = sizeof(nested);
-	vcpu_nested_state_get(vcpu, &nested.state);
-	return nested.state.flags & KVM_STATE_NESTED_GUEST_MODE;
-}
-
-static void set_blockirq(struct kvm_vcpu *vcpu, bool block)
-{
-	struct kvm_guest_debug debug = {
-		.control = block ? KVM_GUESTDBG_ENABLE | KVM_GUESTDBG_BLOCKIRQ : 0,
-	};
-
-	vcpu_guest_debug_set(vcpu, &debug);
 }
 
 int main(int argc, char *argv[])
@@ -212,7 +125,6 @@ int main(int argc, char *argv[])
 		"B: BLOCKIRQ set and cleared while L2 runs",
 		"C: BLOCKIRQ set while L1 runs, cleared while L2 runs",
 	};
-	gva_t vmx_pages_gva;
 	struct kvm_vcpu *vcpu;
 	struct kvm_vm *vm;
 	struct ucall uc;
@@ -227,40 +139,21 @@ int main(int argc, char *argv[])
 	ksft_print_header();
 	ksft_set_plan(ARRAY_SIZE(phase_names));
 
-	vm = vm_create_with_one_vcpu(&vcpu, l1_guest_code);
-	vcpu_alloc_vmx(vm, &vmx_pages_gva);
-	vcpu_args_set(vcpu, 1, vmx_pages_gva);
-	virt_pg_map(vm, APIC_DEFAULT_GPA, APIC_DEFAULT_GPA);
-	vm_install_exception_handler(vm, IPI_VECTOR, ipi_handler);
+	vm = vm_create_l1_with_xapic(&vcpu, l1_guest_code, IPI_VECTOR);
 
-	for (;;) {
-		vcpu_run(vcpu);
-		TEST_ASSERT_KVM_EXIT_REASON(vcpu, KVM_EXIT_IO);
-
-		switch (get_ucall(vcpu, &uc)) {
-		case UCALL_ABORT:
-			REPORT_GUEST_ASSERT(uc);
-			/* NOT REACHED */
-		case UCALL_SYNC:
-			break;
-		case UCALL_DONE:
-			goto done;
-		default:
-			TEST_FAIL("Unexpected ucall %lu", uc.cmd);
-		}
-
+	while (vcpu_run_to_sync(vcpu, &uc)) {
 		switch (uc.args[1]) {
 		case SYNC_L2_SET_BLOCKIRQ:
 		case SYNC_L2_CLEAR_BLOCKIRQ:
 			TEST_ASSERT(vcpu_in_l2(vcpu), "Stage %lu: L2 is not active",
 				    uc.args[1]);
-			set_blockirq(vcpu, uc.args[1] == SYNC_L2_SET_BLOCKIRQ);
+			vcpu_set_blockirq(vcpu, uc.args[1] == SYNC_L2_SET_BLOCKIRQ);
 			break;
 		case SYNC_L1_SET_BLOCKIRQ:
 		case SYNC_L1_CLEAR_BLOCKIRQ:
 			TEST_ASSERT(!vcpu_in_l2(vcpu), "Stage %lu: L2 is active",
 				    uc.args[1]);
-			set_blockirq(vcpu, uc.args[1] == SYNC_L1_SET_BLOCKIRQ);
+			vcpu_set_blockirq(vcpu, uc.args[1] == SYNC_L1_SET_BLOCKIRQ);
 			break;
 		case SYNC_L1_PHASE_DONE:
 			TEST_ASSERT(phase < ARRAY_SIZE(phase_names), "Too many phases");
@@ -271,7 +164,6 @@ int main(int argc, char *argv[])
 		}
 	}
 
-done:
 	TEST_ASSERT_EQ(phase, ARRAY_SIZE(phase_names));
 	kvm_vm_free(vm);
 	ksft_finished();

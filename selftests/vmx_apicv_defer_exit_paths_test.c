@@ -88,12 +88,10 @@
  *
  * Usage: vmx_apicv_defer_exit_paths_test [-p PATH]  (run one path only)
  */
-#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -104,6 +102,7 @@
 #include "smm.h"
 #include "vmx.h"
 #include "apic.h"
+#include "vmx_apicv_util.h"
 
 #define IPI_VECTOR		0xe0
 #define NR_IPI_ROUNDS		3
@@ -116,9 +115,7 @@
 #define SMI_SYNC_PORT		0xe
 #define SMI_STAGE		0xfe
 
-#define DEBUGFS			"/sys/kernel/debug"
-#define COUNTERS_DIR		DEBUGFS "/kvm_apicv_defer"
-#define MODULE_SYSFS		"/sys/module/kvm_apicv_defer"
+#define COUNTERS_DIR		APICV_DEFER_COUNTERS_DIR
 
 /* What L1 reads in VM_EXIT_REASON when L2 is gone: none, L1 left VMX. */
 #define NO_VMCS			0xffffffffu
@@ -195,63 +192,26 @@ static u64 guest_path;
 static bool guest_activate;
 static u32 guest_l1_exit_reason;
 
-static volatile int ipis_received;
-
-static void ipi_handler(struct ex_regs *regs)
-{
-	ipis_received++;
-}
-
-static bool apic_vector_is_set(unsigned int reg, u8 vector)
-{
-	return xapic_read_reg(reg + APIC_VECTOR_TO_REG_OFFSET(vector)) &
-	       BIT(APIC_VECTOR_TO_BIT_NUMBER(vector));
-}
-
-static void l1_send_self_ipi(void)
-{
-	xapic_write_reg(APIC_ICR, APIC_DEST_SELF | APIC_DM_FIXED | IPI_VECTOR);
-}
-
 /* Open an IRQ window of one instruction; expect exactly @nr IRQs. */
 static void l1_expect_irqs(int nr, const char *when)
 {
-	int before = ipis_received;
+	int got = irq_window();
 
-	sti_nop_cli();
-	__GUEST_ASSERT(ipis_received == before + nr,
-		       "Wanted %d IRQ(s) in the window %s, got %d", nr, when,
-		       ipis_received - before);
+	__GUEST_ASSERT(got == nr, "Wanted %d IRQ(s) in the window %s, got %d",
+		       nr, when, got);
 }
 
-static void l1_eoi_and_check(void)
-{
-	GUEST_ASSERT(!apic_vector_is_set(APIC_IRR, IPI_VECTOR));
-	GUEST_ASSERT(apic_vector_is_set(APIC_ISR, IPI_VECTOR));
-	xapic_write_reg(APIC_EOI, 0);
-	__GUEST_ASSERT(!apic_vector_is_set(APIC_ISR, IPI_VECTOR),
-		       "Vector 0x%x still in service after EOI", IPI_VECTOR);
-	GUEST_ASSERT_EQ(xapic_read_reg(APIC_PROCPRI), 0);
-}
+#define EOI_CHECKS		(EOI_CHECK_IRR | EOI_CHECK_PPR)
 
 static void l1_check_ipis(void)
 {
 	int i;
 
 	for (i = 0; i < NR_IPI_ROUNDS; i++) {
-		l1_send_self_ipi();
+		xapic_send_self_ipi(IPI_VECTOR);
 		l1_expect_irqs(1, "for a fresh self-IPI");
-		l1_eoi_and_check();
+		xapic_eoi_and_check(IPI_VECTOR, EOI_CHECKS);
 	}
-}
-
-static void l2_run_a_while(void)
-{
-	int i;
-
-	/* Exits to L0 only (L1's MSR bitmap is empty): VM-Entries to L2. */
-	for (i = 0; i < NR_L2_MSR_EXITS; i++)
-		GUEST_ASSERT(rdmsr(MSR_IA32_APICBASE) & MSR_IA32_APICBASE_ENABLE);
 }
 
 static void l2_triple_fault(void)
@@ -263,10 +223,11 @@ static void l2_triple_fault(void)
 	asm volatile("int3");
 }
 
+/* L2's exits go to L0 only (L1's MSR bitmap is empty): VM-Entries to L2. */
 static void l2_guest_code(void)
 {
 	GUEST_SYNC(SYNC_L2_UPDATE);
-	l2_run_a_while();
+	l2_exits_to_l0(NR_L2_MSR_EXITS);
 	GUEST_SYNC(SYNC_L2_TAKE_PATH);
 
 	/* The host-initiated paths happen on the way back into L2. */
@@ -282,7 +243,7 @@ static void l2_guest_code(void)
 	default:
 		break;
 	}
-	l2_run_a_while();
+	l2_exits_to_l0(NR_L2_MSR_EXITS);
 	vmcall();
 	GUEST_FAIL("L2 resumed after its VMCALL");
 }
@@ -292,21 +253,17 @@ static void l1_guest_code(struct vmx_pages *vmx_pages)
 #define L2_GUEST_STACK_SIZE 512
 	unsigned long l2_guest_stack[L2_GUEST_STACK_SIZE];
 
-	GUEST_ASSERT(prepare_for_vmx_operation(vmx_pages));
-	GUEST_ASSERT(load_vmcs(vmx_pages));
-	prepare_vmcs(vmx_pages, l2_guest_code, &l2_guest_stack[L2_GUEST_STACK_SIZE]);
-	vmwrite(CPU_BASED_VM_EXEC_CONTROL,
-		vmreadz(CPU_BASED_VM_EXEC_CONTROL) | CPU_BASED_USE_MSR_BITMAPS);
+	l1_prepare_l2(vmx_pages, l2_guest_code, &l2_guest_stack[L2_GUEST_STACK_SIZE]);
 
 	xapic_enable();
 	l1_check_ipis();
 
 	if (guest_activate) {
 		GUEST_SYNC(SYNC_L1_SET_BLOCKIRQ);
-		l1_send_self_ipi();
+		xapic_send_self_ipi(IPI_VECTOR);
 		l1_expect_irqs(0, "before L2 (BLOCKIRQ set)");
 	} else {
-		l1_send_self_ipi();
+		xapic_send_self_ipi(IPI_VECTOR);
 	}
 
 	/* L2 runs, the update is deferred, the path takes L2 away. */
@@ -317,25 +274,19 @@ static void l1_guest_code(struct vmx_pages *vmx_pages)
 
 	if (!guest_activate) {
 		l1_expect_irqs(0, "after the exit path (BLOCKIRQ set in L2)");
-		GUEST_ASSERT(apic_vector_is_set(APIC_IRR, IPI_VECTOR));
+		GUEST_ASSERT(xapic_vector_is_set(APIC_IRR, IPI_VECTOR));
 		GUEST_SYNC(SYNC_L1_CLEAR_BLOCKIRQ);
 		l1_expect_irqs(1, "after BLOCKIRQ was cleared in L1");
 	} else {
 		l1_expect_irqs(1, "after the exit path (BLOCKIRQ cleared in L2)");
 	}
-	l1_eoi_and_check();
+	xapic_eoi_and_check(IPI_VECTOR, EOI_CHECKS);
 	l1_check_ipis();
 	GUEST_DONE();
 }
 
-enum { DEFERRED, COALESCED, APPLIED, REQUESTS, PENDING, NR_COUNTERS };
-
-static const char * const counter_names[NR_COUNTERS] = {
-	"deferred", "coalesced", "applied", "requests", "pending",
-};
-
 struct counters {
-	long long v[NR_COUNTERS];
+	long long v[NR_APICV_DEFER_COUNTERS];
 	bool read;	/* read at this point (all zero without the module) */
 };
 
@@ -343,23 +294,17 @@ static bool have_counters;
 
 static void read_counters(struct counters *c)
 {
-	char path[128], buf[32];
-	ssize_t n;
-	int i, fd;
+	const char *name;
+	int i;
 
 	memset(c, 0, sizeof(*c));
 	c->read = true;
 	if (!have_counters)
 		return;
-	for (i = 0; i < NR_COUNTERS; i++) {
-		snprintf(path, sizeof(path), COUNTERS_DIR "/%s", counter_names[i]);
-		fd = open(path, O_RDONLY);
-		TEST_ASSERT(fd >= 0, "Cannot open %s", path);
-		n = read(fd, buf, sizeof(buf) - 1);
-		TEST_ASSERT(n > 0, "Cannot read %s", path);
-		buf[n] = '\0';
-		c->v[i] = strtoll(buf, NULL, 0);
-		close(fd);
+	for (i = 0; i < NR_APICV_DEFER_COUNTERS; i++) {
+		name = apicv_defer_counter_names[i];
+		TEST_ASSERT(apicv_defer_read_counter(name, &c->v[i]),
+			    "Cannot open " COUNTERS_DIR "/%s", name);
 	}
 }
 
@@ -368,55 +313,21 @@ static void expect_counters(const char *when, const struct counters *start,
 			    const struct counters *now, long long d_deferred,
 			    long long d_applied, long long d_pending)
 {
-	const long long delta[NR_COUNTERS] = {
-		[DEFERRED] = d_deferred, [COALESCED] = 0,
-		[APPLIED] = d_applied, [REQUESTS] = d_applied,
-		[PENDING] = d_pending,
+	const long long delta[NR_APICV_DEFER_COUNTERS] = {
+		[APICV_DEFER_DEFERRED] = d_deferred,
+		[APICV_DEFER_COALESCED] = 0,
+		[APICV_DEFER_APPLIED] = d_applied,
+		[APICV_DEFER_REQUESTS] = d_applied,
+		[APICV_DEFER_PENDING] = d_pending,
 	};
 	int i;
 
 	TEST_ASSERT(now->read, "Counters not read %s", when);
-	for (i = 0; i < NR_COUNTERS; i++)
+	for (i = 0; i < NR_APICV_DEFER_COUNTERS; i++)
 		TEST_ASSERT(now->v[i] - start->v[i] == delta[i],
 			    "%s: %s moved by %lld, wanted %lld", when,
-			    counter_names[i], now->v[i] - start->v[i], delta[i]);
-}
-
-static struct {
-	struct kvm_nested_state state;
-	u8 data[16384];
-} nested;
-
-static struct kvm_nested_state *get_nested_state(struct kvm_vcpu *vcpu)
-{
-	nested.state.size = sizeof(nested);
-	vcpu_nested_state_get(vcpu, &nested.state);
-	return &nested.state;
-}
-
-static bool vcpu_in_l2(struct kvm_vcpu *vcpu)
-{
-	return get_nested_state(vcpu)->flags & KVM_STATE_NESTED_GUEST_MODE;
-}
-
-static void set_blockirq(struct kvm_vcpu *vcpu, bool block)
-{
-	struct kvm_guest_debug debug = {
-		.control = block ? KVM_GUESTDBG_ENABLE | KVM_GUESTDBG_BLOCKIRQ : 0,
-	};
-
-	vcpu_guest_debug_set(vcpu, &debug);
-}
-
-/* Inhibits APICv (APIC_ID_MODIFIED) for as long as the VM lives. */
-static void modify_xapic_id(struct kvm_vcpu *vcpu)
-{
-	struct kvm_lapic_state lapic;
-	u32 *id = (u32 *)&lapic.regs[APIC_ID];
-
-	vcpu_ioctl(vcpu, KVM_GET_LAPIC, &lapic);
-	*id = (u32)MODIFIED_APIC_ID << 24;
-	vcpu_ioctl(vcpu, KVM_SET_LAPIC, &lapic);
+			    apicv_defer_counter_names[i], now->v[i] - start->v[i],
+			    delta[i]);
 }
 
 /* Called with L2 active, stopped in userspace, an update deferred. */
@@ -430,14 +341,15 @@ static void take_host_path(struct kvm_vcpu *vcpu, enum exit_path path,
 	case PATH_SMI:
 		/* BLOCKIRQ would hold the SMI: lift it, APICv stays off. */
 		if (!activate) {
-			modify_xapic_id(vcpu);
-			set_blockirq(vcpu, false);
+			/* APIC_ID_MODIFIED, for as long as the VM lives. */
+			vcpu_set_xapic_id(vcpu, MODIFIED_APIC_ID);
+			vcpu_set_blockirq(vcpu, false);
 		}
 		vcpu_ioctl(vcpu, KVM_SMI, NULL);
 		break;
 	case PATH_SET_NESTED_STATE:
 		vcpu_run_complete_io(vcpu);
-		state = get_nested_state(vcpu);
+		state = vcpu_nested_state(vcpu);
 		TEST_ASSERT(state->flags & KVM_STATE_NESTED_GUEST_MODE,
 			    "L2 is not active in the saved state");
 		vcpu_nested_state_set(vcpu, state);
@@ -446,7 +358,7 @@ static void take_host_path(struct kvm_vcpu *vcpu, enum exit_path path,
 	case PATH_FEAT_CTL:
 		vcpu_run_complete_io(vcpu);
 		vcpu_set_msr(vcpu, MSR_IA32_FEAT_CTL, 0);
-		state = get_nested_state(vcpu);
+		state = vcpu_nested_state(vcpu);
 		TEST_ASSERT(!(state->flags & KVM_STATE_NESTED_GUEST_MODE) &&
 			    state->hdr.vmx.vmxon_pa == -1ull,
 			    "Still in VMX operation after MSR_IA32_FEAT_CTL = 0 (flags 0x%x)",
@@ -470,7 +382,7 @@ static void check_in_smm(struct kvm_vcpu *vcpu)
 
 	vcpu_events_get(vcpu, &events);
 	TEST_ASSERT(events.smi.smm, "SMI handler ran outside SMM?");
-	state = get_nested_state(vcpu);
+	state = vcpu_nested_state(vcpu);
 	TEST_ASSERT(!(state->flags & KVM_STATE_NESTED_GUEST_MODE) &&
 		    (state->hdr.vmx.smm.flags & KVM_STATE_NESTED_SMM_GUEST_MODE),
 		    "In SMM but L2 not left for it (flags 0x%x, smm.flags 0x%x)",
@@ -481,16 +393,11 @@ static void run_scenario(enum exit_path path, bool activate)
 {
 	const struct exit_path_desc *p = &exit_paths[path];
 	struct counters start, deferred = {}, exited = {}, end = {};
-	gva_t vmx_pages_gva;
 	struct kvm_vcpu *vcpu;
 	struct kvm_vm *vm;
 	struct ucall uc;
 
-	vm = vm_create_with_one_vcpu(&vcpu, l1_guest_code);
-	vcpu_alloc_vmx(vm, &vmx_pages_gva);
-	vcpu_args_set(vcpu, 1, vmx_pages_gva);
-	virt_pg_map(vm, APIC_DEFAULT_GPA, APIC_DEFAULT_GPA);
-	vm_install_exception_handler(vm, IPI_VECTOR, ipi_handler);
+	vm = vm_create_l1_with_xapic(&vcpu, l1_guest_code, IPI_VECTOR);
 	if (path == PATH_SMI)
 		setup_smram(vm, vcpu, SMRAM_GPA, smi_handler, sizeof(smi_handler));
 	if (path == PATH_TRIPLE_FAULT_EVENT)
@@ -515,31 +422,22 @@ static void run_scenario(enum exit_path path, bool activate)
 			check_in_smm(vcpu);
 			read_counters(&exited);
 			if (!activate)
-				set_blockirq(vcpu, true);
+				vcpu_set_blockirq(vcpu, true);
 			continue;
 		}
 
-		switch (get_ucall(vcpu, &uc)) {
-		case UCALL_ABORT:
-			REPORT_GUEST_ASSERT(uc);
-			/* NOT REACHED */
-		case UCALL_SYNC:
+		if (!vcpu_get_sync(vcpu, &uc))
 			break;
-		case UCALL_DONE:
-			goto done;
-		default:
-			TEST_FAIL("Unexpected ucall %lu", uc.cmd);
-		}
 
 		switch (uc.args[1]) {
 		case SYNC_L1_SET_BLOCKIRQ:
 			TEST_ASSERT(activate && !vcpu_in_l2(vcpu), "Unexpected L1 sync");
-			set_blockirq(vcpu, true);
+			vcpu_set_blockirq(vcpu, true);
 			break;
 		case SYNC_L2_UPDATE:
 			TEST_ASSERT(vcpu_in_l2(vcpu), "L2 is not active");
 			/* Serviced on the next KVM_RUN, with L2 active. */
-			set_blockirq(vcpu, !activate);
+			vcpu_set_blockirq(vcpu, !activate);
 			break;
 		case SYNC_L2_TAKE_PATH:
 			TEST_ASSERT(vcpu_in_l2(vcpu), "L2 is not active");
@@ -563,14 +461,13 @@ static void run_scenario(enum exit_path path, bool activate)
 			break;
 		case SYNC_L1_CLEAR_BLOCKIRQ:
 			TEST_ASSERT(!activate && !vcpu_in_l2(vcpu), "Unexpected L1 sync");
-			set_blockirq(vcpu, false);
+			vcpu_set_blockirq(vcpu, false);
 			break;
 		default:
 			TEST_FAIL("Unexpected stage %lu", uc.args[1]);
 		}
 	}
 
-done:
 	read_counters(&end);
 	kvm_vm_free(vm);
 destroyed:
@@ -634,10 +531,8 @@ int main(int argc, char *argv[])
 	__TEST_REQUIRE(get_kvm_intel_param_bool("enable_apicv"),
 		       "APICv disabled (kvm_intel.enable_apicv=N): nothing to defer");
 
-	if (!access(MODULE_SYSFS, F_OK) && access(COUNTERS_DIR, F_OK))
-		mount("debugfs", DEBUGFS, "debugfs", 0, NULL);
-	have_counters = !access(COUNTERS_DIR, F_OK);
-	TEST_ASSERT(have_counters || access(MODULE_SYSFS, F_OK),
+	have_counters = apicv_defer_have_counters();
+	TEST_ASSERT(have_counters || !apicv_defer_loaded(),
 		    "kvm_apicv_defer is loaded but " COUNTERS_DIR " is missing");
 
 	for (path = 0; path < NR_PATHS; path++)

@@ -37,6 +37,7 @@
 #include "processor.h"
 #include "vmx.h"
 #include "apic.h"
+#include "vmx_apicv_util.h"
 
 #define IPI_VECTOR		0xe0
 #define MODIFIED_APIC_ID	0x2a
@@ -54,77 +55,30 @@ enum {
 	SYNC_L1_CHECKED,
 };
 
-static volatile int ipis_received;
-
-static void ipi_handler(struct ex_regs *regs)
-{
-	ipis_received++;
-}
-
-static bool x2apic_mode(void)
-{
-	return rdmsr(MSR_IA32_APICBASE) & MSR_IA32_APICBASE_EXTD;
-}
-
-static u32 apic_read(unsigned int reg)
-{
-	return x2apic_mode() ? x2apic_read_reg(reg) : xapic_read_reg(reg);
-}
-
-static bool apic_vector_is_set(unsigned int reg, u8 vector)
-{
-	return apic_read(reg + APIC_VECTOR_TO_REG_OFFSET(vector)) &
-	       BIT(APIC_VECTOR_TO_BIT_NUMBER(vector));
-}
-
-enum ipi_kind { IPI_ICR, IPI_SELF_IPI_MSR };
-
-static void send_self_ipi(enum ipi_kind kind)
-{
-	if (!x2apic_mode())
-		xapic_write_reg(APIC_ICR, APIC_DEST_SELF | APIC_DM_FIXED | IPI_VECTOR);
-	else if (kind == IPI_ICR)
-		x2apic_write_reg(APIC_ICR, APIC_DEST_SELF | APIC_DM_FIXED | IPI_VECTOR);
-	else
-		x2apic_write_reg(APIC_SELF_IPI, IPI_VECTOR);
-}
-
 /* Open an IRQ window of one instruction; expect exactly @nr IRQs. */
 static void l1_expect_irqs(int nr)
 {
-	int before = ipis_received;
+	int got = irq_window();
 
-	sti_nop_cli();
-	__GUEST_ASSERT(ipis_received == before + nr,
+	__GUEST_ASSERT(got == nr,
 		       "Wanted %d IRQ(s) in the window (%s mode), got %d", nr,
-		       x2apic_mode() ? "x2APIC" : "xAPIC", ipis_received - before);
+		       x2apic_mode() ? "x2APIC" : "xAPIC", got);
 }
 
-static void l1_eoi_and_check(void)
-{
-	GUEST_ASSERT(!apic_vector_is_set(APIC_IRR, IPI_VECTOR));
-	GUEST_ASSERT(apic_vector_is_set(APIC_ISR, IPI_VECTOR));
-	if (x2apic_mode())
-		x2apic_write_reg(APIC_EOI, 0);
-	else
-		xapic_write_reg(APIC_EOI, 0);
-	__GUEST_ASSERT(!apic_vector_is_set(APIC_ISR, IPI_VECTOR),
-		       "Vector 0x%x still in service after EOI", IPI_VECTOR);
-	GUEST_ASSERT_EQ(apic_read(APIC_PROCPRI), 0);
-}
+#define EOI_CHECKS		(EOI_CHECK_IRR | EOI_CHECK_PPR)
 
 static void l1_check_ipis(void)
 {
 	int i;
 
 	for (i = 0; i < NR_IPI_ROUNDS; i++) {
-		send_self_ipi(IPI_ICR);
+		apic_send_self_ipi(SELF_IPI_ICR, IPI_VECTOR);
 		l1_expect_irqs(1);
-		l1_eoi_and_check();
+		apic_eoi_and_check(IPI_VECTOR, EOI_CHECKS);
 		if (x2apic_mode()) {
-			send_self_ipi(IPI_SELF_IPI_MSR);
+			apic_send_self_ipi(SELF_IPI_MSR, IPI_VECTOR);
 			l1_expect_irqs(1);
-			l1_eoi_and_check();
+			apic_eoi_and_check(IPI_VECTOR, EOI_CHECKS);
 		}
 	}
 }
@@ -133,8 +87,7 @@ static void l2_run_a_while(void)
 {
 	int i;
 
-	for (i = 0; i < NR_L2_MSR_EXITS; i++)
-		GUEST_ASSERT(rdmsr(MSR_IA32_APICBASE) & MSR_IA32_APICBASE_ENABLE);
+	l2_exits_to_l0(NR_L2_MSR_EXITS);
 	for (i = 0; i < NR_L2_USER_EXITS; i++)
 		GUEST_SYNC(SYNC_L2_RUNNING);
 }
@@ -155,24 +108,13 @@ static void l2_guest_code(void)
 	GUEST_FAIL("L2 should not get here");
 }
 
-static void l1_run_l2(bool launch)
-{
-	GUEST_ASSERT(launch ? !vmlaunch() : !vmresume());
-	GUEST_ASSERT_EQ(vmreadz(VM_EXIT_REASON), EXIT_REASON_VMCALL);
-	vmwrite(GUEST_RIP, vmreadz(GUEST_RIP) + vmreadz(VM_EXIT_INSTRUCTION_LEN));
-}
-
 static void l1_guest_code(struct vmx_pages *vmx_pages)
 {
 #define L2_GUEST_STACK_SIZE 512
 	unsigned long l2_guest_stack[L2_GUEST_STACK_SIZE];
 	int i;
 
-	GUEST_ASSERT(prepare_for_vmx_operation(vmx_pages));
-	GUEST_ASSERT(load_vmcs(vmx_pages));
-	prepare_vmcs(vmx_pages, l2_guest_code, &l2_guest_stack[L2_GUEST_STACK_SIZE]);
-	vmwrite(CPU_BASED_VM_EXEC_CONTROL,
-		vmreadz(CPU_BASED_VM_EXEC_CONTROL) | CPU_BASED_USE_MSR_BITMAPS);
+	l1_prepare_l2(vmx_pages, l2_guest_code, &l2_guest_stack[L2_GUEST_STACK_SIZE]);
 
 	xapic_enable();
 	l1_check_ipis();
@@ -186,14 +128,14 @@ static void l1_guest_code(struct vmx_pages *vmx_pages)
 
 		/* Restored into a VM with BLOCKIRQ set. */
 		GUEST_ASSERT(x2apic_mode());
-		send_self_ipi(IPI_SELF_IPI_MSR);
+		apic_send_self_ipi(SELF_IPI_MSR, IPI_VECTOR);
 		l1_expect_irqs(0);
-		send_self_ipi(IPI_ICR);
+		apic_send_self_ipi(SELF_IPI_ICR, IPI_VECTOR);
 		l1_expect_irqs(0);
 		GUEST_ASSERT(apic_vector_is_set(APIC_IRR, IPI_VECTOR));
 		GUEST_SYNC(SYNC_L1_CLEAR_BLOCKIRQ);
 		l1_expect_irqs(1);
-		l1_eoi_and_check();
+		apic_eoi_and_check(IPI_VECTOR, EOI_CHECKS);
 		l1_check_ipis();
 		GUEST_SYNC(SYNC_L1_CHECKED);
 
@@ -201,39 +143,18 @@ static void l1_guest_code(struct vmx_pages *vmx_pages)
 		xapic_enable();
 		GUEST_ASSERT_EQ(xapic_read_reg(APIC_ID), 0);
 		l1_check_ipis();
-		send_self_ipi(IPI_ICR);
+		apic_send_self_ipi(SELF_IPI_ICR, IPI_VECTOR);
 		l1_expect_irqs(1);
 		l1_run_l2(false);
 
 		/* Restored into a VM where the APIC ID is modified. */
 		GUEST_ASSERT(!x2apic_mode());
 		GUEST_ASSERT_EQ(xapic_read_reg(APIC_ID), MODIFIED_APIC_ID << 24);
-		l1_eoi_and_check();
+		apic_eoi_and_check(IPI_VECTOR, EOI_CHECKS);
 		l1_check_ipis();
 		GUEST_SYNC(SYNC_L1_CHECKED);
 	}
 	GUEST_DONE();
-}
-
-static bool vcpu_in_l2(struct kvm_vcpu *vcpu)
-{
-	static struct {
-		struct kvm_nested_state state;
-		u8 data[16384];
-	} nested;
-
-	nested.state.size = sizeof(nested);
-	vcpu_nested_state_get(vcpu, &nested.state);
-	return nested.state.flags & KVM_STATE_NESTED_GUEST_MODE;
-}
-
-static void set_blockirq(struct kvm_vcpu *vcpu, bool block)
-{
-	struct kvm_guest_debug debug = {
-		.control = block ? KVM_GUESTDBG_ENABLE | KVM_GUESTDBG_BLOCKIRQ : 0,
-	};
-
-	vcpu_guest_debug_set(vcpu, &debug);
 }
 
 /*
@@ -259,7 +180,7 @@ static struct kvm_vcpu *migrate(struct kvm_vm *vm, struct kvm_vcpu *vcpu,
 	vcpu = vm_recreate_with_one_vcpu(vm);
 
 	if (blockirq) {
-		set_blockirq(vcpu, true);
+		vcpu_set_blockirq(vcpu, true);
 		vcpu_load_state(vcpu, state);
 		vcpu_ioctl(vcpu, KVM_SET_LAPIC, &lapic);
 	} else {
@@ -280,7 +201,6 @@ static struct kvm_vcpu *migrate(struct kvm_vm *vm, struct kvm_vcpu *vcpu,
 int main(int argc, char *argv[])
 {
 	int l2_user_exits = 0, checked = 0;
-	gva_t vmx_pages_gva;
 	struct kvm_vcpu *vcpu;
 	struct kvm_vm *vm;
 	struct ucall uc;
@@ -295,28 +215,9 @@ int main(int argc, char *argv[])
 	ksft_print_header();
 	ksft_set_plan(2 * NR_CYCLES);
 
-	vm = vm_create_with_one_vcpu(&vcpu, l1_guest_code);
-	vcpu_alloc_vmx(vm, &vmx_pages_gva);
-	vcpu_args_set(vcpu, 1, vmx_pages_gva);
-	virt_pg_map(vm, APIC_DEFAULT_GPA, APIC_DEFAULT_GPA);
-	vm_install_exception_handler(vm, IPI_VECTOR, ipi_handler);
+	vm = vm_create_l1_with_xapic(&vcpu, l1_guest_code, IPI_VECTOR);
 
-	for (;;) {
-		vcpu_run(vcpu);
-		TEST_ASSERT_KVM_EXIT_REASON(vcpu, KVM_EXIT_IO);
-
-		switch (get_ucall(vcpu, &uc)) {
-		case UCALL_ABORT:
-			REPORT_GUEST_ASSERT(uc);
-			/* NOT REACHED */
-		case UCALL_SYNC:
-			break;
-		case UCALL_DONE:
-			goto done;
-		default:
-			TEST_FAIL("Unexpected ucall %lu", uc.cmd);
-		}
-
+	while (vcpu_run_to_sync(vcpu, &uc)) {
 		switch (uc.args[1]) {
 		case SYNC_L2_MIGRATE_BLOCKIRQ:
 			vcpu = migrate(vm, vcpu, true, 0);
@@ -329,7 +230,7 @@ int main(int argc, char *argv[])
 			break;
 		case SYNC_L1_CLEAR_BLOCKIRQ:
 			TEST_ASSERT(!vcpu_in_l2(vcpu), "L2 is active");
-			set_blockirq(vcpu, false);
+			vcpu_set_blockirq(vcpu, false);
 			break;
 		case SYNC_L1_CHECKED:
 			ksft_test_result_pass("%s, cycle %d\n",
@@ -344,7 +245,6 @@ int main(int argc, char *argv[])
 		}
 	}
 
-done:
 	TEST_ASSERT_EQ(checked, 2 * NR_CYCLES);
 	TEST_ASSERT_EQ(l2_user_exits, 2 * NR_CYCLES * NR_L2_USER_EXITS);
 	kvm_vm_free(vm);

@@ -32,6 +32,7 @@
 #include "processor.h"
 #include "vmx.h"
 #include "apic.h"
+#include "vmx_apicv_util.h"
 
 #define IPI_VECTOR		0xe0
 #define TOGGLER_ALT_APIC_ID	0x2a
@@ -107,11 +108,8 @@ static void toggler_guest_code(void)
 
 static void l2_guest_code(void)
 {
-	int i;
-
 	for (;;) {
-		for (i = 0; i < NR_L2_MSR_EXITS; i++)
-			GUEST_ASSERT(rdmsr(MSR_IA32_APICBASE) & MSR_IA32_APICBASE_ENABLE);
+		l2_exits_to_l0(NR_L2_MSR_EXITS);
 		vmcall();
 	}
 }
@@ -122,11 +120,7 @@ static void nester_guest_code(struct vmx_pages *vmx_pages)
 	unsigned long l2_guest_stack[L2_GUEST_STACK_SIZE];
 	u64 start, limit;
 
-	GUEST_ASSERT(prepare_for_vmx_operation(vmx_pages));
-	GUEST_ASSERT(load_vmcs(vmx_pages));
-	prepare_vmcs(vmx_pages, l2_guest_code, &l2_guest_stack[L2_GUEST_STACK_SIZE]);
-	vmwrite(CPU_BASED_VM_EXEC_CONTROL,
-		vmreadz(CPU_BASED_VM_EXEC_CONTROL) | CPU_BASED_USE_MSR_BITMAPS);
+	l1_prepare_l2(vmx_pages, l2_guest_code, &l2_guest_stack[L2_GUEST_STACK_SIZE]);
 
 	xapic_enable();
 	GUEST_ASSERT_EQ(xapic_read_reg(APIC_ID), NESTER_APIC_ID << 24);
@@ -140,8 +134,7 @@ static void nester_guest_code(struct vmx_pages *vmx_pages)
 			       ipis_sent, ipis_received);
 
 		GUEST_ASSERT(nested_runs ? !vmresume() : !vmlaunch());
-		GUEST_ASSERT_EQ(vmreadz(VM_EXIT_REASON), EXIT_REASON_VMCALL);
-		vmwrite(GUEST_RIP, vmreadz(GUEST_RIP) + vmreadz(VM_EXIT_INSTRUCTION_LEN));
+		l1_skip_vmcall();
 		nested_runs++;
 
 		sti_nop_cli();

@@ -29,9 +29,9 @@
 #include "kvm_util.h"
 #include "processor.h"
 #include "vmx.h"
+#include "vmx_apicv_util.h"
 
 #define NR_ROUNDS	6
-#define DEBUGFS_DIR	"/sys/kernel/debug/kvm_apicv_defer"
 
 static void l2_guest_code(void)
 {
@@ -52,67 +52,28 @@ static void l1_guest_code(struct vmx_pages *vmx_pages)
 	GUEST_FAIL("L2 exited to L1: %lu", vmreadz(VM_EXIT_REASON));
 }
 
-static bool module_counter(const char *name, long *value)
-{
-	char path[128];
-	FILE *f;
-	int n;
-
-	snprintf(path, sizeof(path), DEBUGFS_DIR "/%s", name);
-	f = fopen(path, "r");
-	if (!f)
-		return false;
-	n = fscanf(f, "%ld", value);
-	fclose(f);
-	TEST_ASSERT(n == 1, "Cannot parse %s", path);
-	return true;
-}
-
-static void set_blockirq(struct kvm_vcpu *vcpu, bool block)
-{
-	struct kvm_guest_debug debug = {
-		.control = block ? KVM_GUESTDBG_ENABLE | KVM_GUESTDBG_BLOCKIRQ : 0,
-	};
-
-	vcpu_guest_debug_set(vcpu, &debug);
-}
-
-static bool vcpu_in_l2(struct kvm_vcpu *vcpu)
-{
-	static struct {
-		struct kvm_nested_state state;
-		u8 data[16384];
-	} nested;
-
-	nested.state.size = sizeof(nested);
-	vcpu_nested_state_get(vcpu, &nested.state);
-	return nested.state.flags & KVM_STATE_NESTED_GUEST_MODE;
-}
-
 static void run_to_l2_sync(struct kvm_vcpu *vcpu, int round)
 {
 	struct ucall uc;
 
-	vcpu_run(vcpu);
-	TEST_ASSERT_KVM_EXIT_REASON(vcpu, KVM_EXIT_IO);
-	if (get_ucall(vcpu, &uc) == UCALL_ABORT)
-		REPORT_GUEST_ASSERT(uc);
-	TEST_ASSERT(uc.cmd == UCALL_SYNC, "Unexpected ucall %lu", uc.cmd);
+	if (!vcpu_run_to_sync(vcpu, &uc))
+		TEST_FAIL("Unexpected ucall %lu", uc.cmd);
 	TEST_ASSERT(vcpu_in_l2(vcpu), "Round %d: L2 is not active", round);
 }
 
 static void run_round(int round)
 {
-	long pending0 = 0, applied0 = 0, deferred0 = 0, pending, applied, deferred;
-	bool module = module_counter("pending", &pending0);
+	long long pending0 = 0, applied0 = 0, deferred0 = 0;
+	long long pending, applied, deferred;
+	bool module = apicv_defer_read_counter("pending", &pending0);
 	bool reactivate = round & 1;
 	gva_t vmx_pages_gva;
 	struct kvm_vcpu *vcpu;
 	struct kvm_vm *vm;
 
 	if (module) {
-		module_counter("applied", &applied0);
-		module_counter("deferred", &deferred0);
+		apicv_defer_read_counter("applied", &applied0);
+		apicv_defer_read_counter("deferred", &deferred0);
 	}
 
 	vm = vm_create_with_one_vcpu(&vcpu, l1_guest_code);
@@ -125,17 +86,17 @@ static void run_round(int round)
 	 * KVM services the inhibit change (KVM_REQ_APICV_UPDATE) on the next
 	 * KVM_RUN, i.e. with L2 active.
 	 */
-	set_blockirq(vcpu, true);
+	vcpu_set_blockirq(vcpu, true);
 	run_to_l2_sync(vcpu, round);
 	if (reactivate) {
-		set_blockirq(vcpu, false);
+		vcpu_set_blockirq(vcpu, false);
 		run_to_l2_sync(vcpu, round);
 	}
 
 	if (module) {
-		module_counter("pending", &pending);
+		apicv_defer_read_counter("pending", &pending);
 		TEST_ASSERT(pending == pending0 + 1,
-			    "Round %d: pending %ld before the teardown, wanted %ld",
+			    "Round %d: pending %lld before the teardown, wanted %lld",
 			    round, pending, pending0 + 1);
 	}
 
@@ -143,14 +104,14 @@ static void run_round(int round)
 	kvm_vm_free(vm);
 
 	if (module) {
-		module_counter("pending", &pending);
-		module_counter("applied", &applied);
-		module_counter("deferred", &deferred);
+		apicv_defer_read_counter("pending", &pending);
+		apicv_defer_read_counter("applied", &applied);
+		apicv_defer_read_counter("deferred", &deferred);
 		TEST_ASSERT(pending == pending0,
-			    "Round %d: pending %ld after the teardown, wanted %ld: the deferral leaked",
+			    "Round %d: pending %lld after the teardown, wanted %lld: the deferral leaked",
 			    round, pending, pending0);
 		TEST_ASSERT(deferred - deferred0 == 1 && applied - applied0 == 1,
-			    "Round %d: deferred +%ld, applied +%ld, wanted +1 each",
+			    "Round %d: deferred +%lld, applied +%lld, wanted +1 each",
 			    round, deferred - deferred0, applied - applied0);
 	}
 

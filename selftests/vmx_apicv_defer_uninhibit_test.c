@@ -44,6 +44,7 @@
 #include "processor.h"
 #include "vmx.h"
 #include "apic.h"
+#include "vmx_apicv_util.h"
 
 #define IPI_VECTOR		0xe0
 #define MODIFIED_APIC_ID	0x2a
@@ -60,24 +61,6 @@ enum {
 	SYNC_L1_CHECKED,	/* L1 finished the checks of one L2 run */
 };
 
-static volatile int ipis_received;
-
-static void ipi_handler(struct ex_regs *regs)
-{
-	ipis_received++;
-}
-
-static bool apic_vector_is_set(unsigned int reg, u8 vector)
-{
-	return xapic_read_reg(reg + APIC_VECTOR_TO_REG_OFFSET(vector)) &
-	       BIT(APIC_VECTOR_TO_BIT_NUMBER(vector));
-}
-
-static void l1_send_self_ipi(void)
-{
-	xapic_write_reg(APIC_ICR, APIC_DEST_SELF | APIC_DM_FIXED | IPI_VECTOR);
-}
-
 /*
  * With IRQs disabled and one self-IPI pending, open an IRQ window for one
  * instruction: the IPI must be taken exactly once, right there, and stay in
@@ -85,24 +68,14 @@ static void l1_send_self_ipi(void)
  */
 static void l1_take_pending_ipi(void)
 {
-	int before = ipis_received;
+	int got;
 
-	GUEST_ASSERT(apic_vector_is_set(APIC_IRR, IPI_VECTOR));
-	sti_nop_cli();
-	__GUEST_ASSERT(ipis_received == before + 1,
-		       "Self-IPI delivered %d times to L1, wanted once",
-		       ipis_received - before);
-	GUEST_ASSERT(!apic_vector_is_set(APIC_IRR, IPI_VECTOR));
-	GUEST_ASSERT(apic_vector_is_set(APIC_ISR, IPI_VECTOR));
-}
-
-static void l1_eoi_and_check(void)
-{
-	GUEST_ASSERT(apic_vector_is_set(APIC_ISR, IPI_VECTOR));
-	xapic_write_reg(APIC_EOI, 0);
-	__GUEST_ASSERT(!apic_vector_is_set(APIC_ISR, IPI_VECTOR),
-		       "Vector 0x%x still in service after EOI", IPI_VECTOR);
-	GUEST_ASSERT_EQ(xapic_read_reg(APIC_PROCPRI), 0);
+	GUEST_ASSERT(xapic_vector_is_set(APIC_IRR, IPI_VECTOR));
+	got = irq_window();
+	__GUEST_ASSERT(got == 1, "Self-IPI delivered %d times to L1, wanted once",
+		       got);
+	GUEST_ASSERT(!xapic_vector_is_set(APIC_IRR, IPI_VECTOR));
+	GUEST_ASSERT(xapic_vector_is_set(APIC_ISR, IPI_VECTOR));
 }
 
 static void l1_check_ipis(void)
@@ -110,9 +83,9 @@ static void l1_check_ipis(void)
 	int i;
 
 	for (i = 0; i < NR_IPI_ROUNDS; i++) {
-		l1_send_self_ipi();
+		xapic_send_self_ipi(IPI_VECTOR);
 		l1_take_pending_ipi();
-		l1_eoi_and_check();
+		xapic_eoi_and_check(IPI_VECTOR, EOI_CHECK_PPR);
 	}
 }
 
@@ -125,8 +98,7 @@ static void l2_run_a_while(void)
 	 * handled by L0 without a nested VM-Exit, and a few trips to userspace:
 	 * each resumes L2 with a new VM-Entry while the update is pending.
 	 */
-	for (i = 0; i < NR_L2_MSR_EXITS; i++)
-		GUEST_ASSERT(rdmsr(MSR_IA32_APICBASE) & MSR_IA32_APICBASE_ENABLE);
+	l2_exits_to_l0(NR_L2_MSR_EXITS);
 	for (i = 0; i < NR_L2_USER_EXITS; i++)
 		GUEST_SYNC(SYNC_L2_RUNNING);
 }
@@ -147,24 +119,13 @@ static void l2_guest_code(void)
 	GUEST_FAIL("L2 should not get here");
 }
 
-static void l1_run_l2(bool launch)
-{
-	GUEST_ASSERT(launch ? !vmlaunch() : !vmresume());
-	GUEST_ASSERT_EQ(vmreadz(VM_EXIT_REASON), EXIT_REASON_VMCALL);
-	vmwrite(GUEST_RIP, vmreadz(GUEST_RIP) + vmreadz(VM_EXIT_INSTRUCTION_LEN));
-}
-
 static void l1_guest_code(struct vmx_pages *vmx_pages)
 {
 #define L2_GUEST_STACK_SIZE 256
 	unsigned long l2_guest_stack[L2_GUEST_STACK_SIZE];
 	int i;
 
-	GUEST_ASSERT(prepare_for_vmx_operation(vmx_pages));
-	GUEST_ASSERT(load_vmcs(vmx_pages));
-	prepare_vmcs(vmx_pages, l2_guest_code, &l2_guest_stack[L2_GUEST_STACK_SIZE]);
-	vmwrite(CPU_BASED_VM_EXEC_CONTROL,
-		vmreadz(CPU_BASED_VM_EXEC_CONTROL) | CPU_BASED_USE_MSR_BITMAPS);
+	l1_prepare_l2(vmx_pages, l2_guest_code, &l2_guest_stack[L2_GUEST_STACK_SIZE]);
 
 	xapic_enable();
 
@@ -178,20 +139,20 @@ static void l1_guest_code(struct vmx_pages *vmx_pages)
 
 	for (i = 0; i < NR_CYCLES; i++) {
 		/* Enter L2 inhibited, with an IRQ in service; L2 uninhibits. */
-		l1_send_self_ipi();
+		xapic_send_self_ipi(IPI_VECTOR);
 		l1_take_pending_ipi();
 		l1_run_l2(i == 0);
 		GUEST_ASSERT_EQ(xapic_read_reg(APIC_ID), 0);
-		l1_eoi_and_check();
+		xapic_eoi_and_check(IPI_VECTOR, EOI_CHECK_PPR);
 		l1_check_ipis();
 		GUEST_SYNC(SYNC_L1_CHECKED);
 
 		/* Enter L2 with APICv active and an IPI pending; L2 inhibits. */
-		l1_send_self_ipi();
+		xapic_send_self_ipi(IPI_VECTOR);
 		l1_run_l2(false);
 		GUEST_ASSERT_EQ(xapic_read_reg(APIC_ID), MODIFIED_APIC_ID << 24);
 		l1_take_pending_ipi();
-		l1_eoi_and_check();
+		xapic_eoi_and_check(IPI_VECTOR, EOI_CHECK_PPR);
 		l1_check_ipis();
 		GUEST_SYNC(SYNC_L1_CHECKED);
 	}
@@ -200,33 +161,13 @@ static void l1_guest_code(struct vmx_pages *vmx_pages)
 
 static void assert_l2_active(struct kvm_vcpu *vcpu)
 {
-	static struct {
-		struct kvm_nested_state state;
-		u8 data[16384];
-	} nested;
-
-	nested.state.size = sizeof(nested);
-	vcpu_nested_state_get(vcpu, &nested.state);
-	TEST_ASSERT(nested.state.flags & KVM_STATE_NESTED_GUEST_MODE,
+	TEST_ASSERT(vcpu_in_l2(vcpu),
 		    "vCPU is not in guest mode (L2) at an L2 GUEST_SYNC");
-}
-
-static void set_xapic_id(struct kvm_vcpu *vcpu, u8 old_id, u8 new_id)
-{
-	struct kvm_lapic_state lapic;
-	u32 *id = (u32 *)&lapic.regs[APIC_ID];
-
-	vcpu_ioctl(vcpu, KVM_GET_LAPIC, &lapic);
-	TEST_ASSERT(*id == (u32)old_id << 24, "xAPIC ID is 0x%x, wanted 0x%x",
-		    *id, (u32)old_id << 24);
-	*id = (u32)new_id << 24;
-	vcpu_ioctl(vcpu, KVM_SET_LAPIC, &lapic);
 }
 
 int main(int argc, char *argv[])
 {
 	int l2_user_exits = 0, checked = 0;
-	gva_t vmx_pages_gva;
 	struct kvm_vcpu *vcpu;
 	struct kvm_vm *vm;
 	struct ucall uc;
@@ -239,36 +180,17 @@ int main(int argc, char *argv[])
 	ksft_print_header();
 	ksft_set_plan(2 * NR_CYCLES);
 
-	vm = vm_create_with_one_vcpu(&vcpu, l1_guest_code);
-	vcpu_alloc_vmx(vm, &vmx_pages_gva);
-	vcpu_args_set(vcpu, 1, vmx_pages_gva);
-	virt_pg_map(vm, APIC_DEFAULT_GPA, APIC_DEFAULT_GPA);
-	vm_install_exception_handler(vm, IPI_VECTOR, ipi_handler);
+	vm = vm_create_l1_with_xapic(&vcpu, l1_guest_code, IPI_VECTOR);
 
-	for (;;) {
-		vcpu_run(vcpu);
-		TEST_ASSERT_KVM_EXIT_REASON(vcpu, KVM_EXIT_IO);
-
-		switch (get_ucall(vcpu, &uc)) {
-		case UCALL_ABORT:
-			REPORT_GUEST_ASSERT(uc);
-			/* NOT REACHED */
-		case UCALL_SYNC:
-			break;
-		case UCALL_DONE:
-			goto done;
-		default:
-			TEST_FAIL("Unexpected ucall %lu", uc.cmd);
-		}
-
+	while (vcpu_run_to_sync(vcpu, &uc)) {
 		switch (uc.args[1]) {
 		case SYNC_L2_RESTORE_ID:
 			assert_l2_active(vcpu);
-			set_xapic_id(vcpu, MODIFIED_APIC_ID, 0);
+			vcpu_change_xapic_id(vcpu, MODIFIED_APIC_ID, 0);
 			break;
 		case SYNC_L2_MODIFY_ID:
 			assert_l2_active(vcpu);
-			set_xapic_id(vcpu, 0, MODIFIED_APIC_ID);
+			vcpu_change_xapic_id(vcpu, 0, MODIFIED_APIC_ID);
 			break;
 		case SYNC_L2_RUNNING:
 			l2_user_exits++;
@@ -284,7 +206,6 @@ int main(int argc, char *argv[])
 		}
 	}
 
-done:
 	TEST_ASSERT_EQ(checked, 2 * NR_CYCLES);
 	TEST_ASSERT_EQ(l2_user_exits, 2 * NR_CYCLES * NR_L2_USER_EXITS);
 	kvm_vm_free(vm);

@@ -37,10 +37,10 @@
 #include "processor.h"
 #include "vmx.h"
 #include "apic.h"
+#include "vmx_apicv_util.h"
 
 #define MODULE_NAME		"kvm_apicv_defer"
-#define MODULE_SYSFS		"/sys/module/" MODULE_NAME
-#define COUNTERS_DIR		"/sys/kernel/debug/" MODULE_NAME
+#define MODULE_SYSFS		APICV_DEFER_SYSFS
 
 #define IPI_VECTOR		0xe0
 #define MODIFIED_APIC_ID	0x2a
@@ -61,61 +61,30 @@ enum {
 	SYNC_L1_CHECKED,		/* L1 saw vmcs01 right after the VM-Exit */
 };
 
-static volatile int ipis_received;
-
-static void ipi_handler(struct ex_regs *regs)
-{
-	ipis_received++;
-}
-
-static bool apic_vector_is_set(unsigned int reg, u8 vector)
-{
-	return xapic_read_reg(reg + APIC_VECTOR_TO_REG_OFFSET(vector)) &
-	       BIT(APIC_VECTOR_TO_BIT_NUMBER(vector));
-}
-
 static void l1_check_ipis(void)
 {
 	int i, before;
 
 	for (i = 0; i < NR_IPI_ROUNDS; i++) {
-		before = ipis_received;
-		xapic_write_reg(APIC_ICR, APIC_DEST_SELF | APIC_DM_FIXED | IPI_VECTOR);
+		before = irqs_received;
+		xapic_send_self_ipi(IPI_VECTOR);
 		sti_nop_cli();
-		__GUEST_ASSERT(ipis_received == before + 1,
+		__GUEST_ASSERT(irqs_received == before + 1,
 			       "Self-IPI not delivered to L1: received %d, wanted %d",
-			       ipis_received, before + 1);
-		GUEST_ASSERT(apic_vector_is_set(APIC_ISR, IPI_VECTOR));
-		xapic_write_reg(APIC_EOI, 0);
-		__GUEST_ASSERT(!apic_vector_is_set(APIC_ISR, IPI_VECTOR),
-			       "Vector 0x%x still in service after EOI", IPI_VECTOR);
+			       irqs_received, before + 1);
+		xapic_eoi_and_check(IPI_VECTOR, 0);
 	}
-}
-
-static void l2_run_a_while(void)
-{
-	int i;
-
-	for (i = 0; i < NR_L2_MSR_EXITS; i++)
-		GUEST_ASSERT(rdmsr(MSR_IA32_APICBASE) & MSR_IA32_APICBASE_ENABLE);
 }
 
 static void l2_guest_code(void)
 {
 	for (;;) {
 		GUEST_SYNC(SYNC_L2_RESTORE_ID);
-		l2_run_a_while();
+		l2_exits_to_l0(NR_L2_MSR_EXITS);
 		GUEST_SYNC(SYNC_L2_PENDING);
-		l2_run_a_while();
+		l2_exits_to_l0(NR_L2_MSR_EXITS);
 		vmcall();
 	}
-}
-
-static void l1_run_l2(bool launch)
-{
-	GUEST_ASSERT(launch ? !vmlaunch() : !vmresume());
-	GUEST_ASSERT_EQ(vmreadz(VM_EXIT_REASON), EXIT_REASON_VMCALL);
-	vmwrite(GUEST_RIP, vmreadz(GUEST_RIP) + vmreadz(VM_EXIT_INSTRUCTION_LEN));
 }
 
 static void l1_inhibit_and_run_l2(bool launch)
@@ -131,11 +100,7 @@ static void l1_guest_code(struct vmx_pages *vmx_pages)
 #define L2_GUEST_STACK_SIZE 512
 	unsigned long l2_guest_stack[L2_GUEST_STACK_SIZE];
 
-	GUEST_ASSERT(prepare_for_vmx_operation(vmx_pages));
-	GUEST_ASSERT(load_vmcs(vmx_pages));
-	prepare_vmcs(vmx_pages, l2_guest_code, &l2_guest_stack[L2_GUEST_STACK_SIZE]);
-	vmwrite(CPU_BASED_VM_EXEC_CONTROL,
-		vmreadz(CPU_BASED_VM_EXEC_CONTROL) | CPU_BASED_USE_MSR_BITMAPS);
+	l1_prepare_l2(vmx_pages, l2_guest_code, &l2_guest_stack[L2_GUEST_STACK_SIZE]);
 
 	int round;
 
@@ -150,51 +115,12 @@ static void l1_guest_code(struct vmx_pages *vmx_pages)
 	GUEST_DONE();
 }
 
-static bool vcpu_in_l2(struct kvm_vcpu *vcpu)
-{
-	static struct {
-		struct kvm_nested_state state;
-		u8 data[16384];
-	} nested;
-
-	nested.state.size = sizeof(nested);
-	vcpu_nested_state_get(vcpu, &nested.state);
-	return nested.state.flags & KVM_STATE_NESTED_GUEST_MODE;
-}
-
-static void set_xapic_id(struct kvm_vcpu *vcpu, u8 old_id, u8 new_id)
-{
-	struct kvm_lapic_state lapic;
-	u32 *id = (u32 *)&lapic.regs[APIC_ID];
-
-	vcpu_ioctl(vcpu, KVM_GET_LAPIC, &lapic);
-	TEST_ASSERT(*id == (u32)old_id << 24, "xAPIC ID is 0x%x, wanted 0x%x",
-		    *id, (u32)old_id << 24);
-	*id = (u32)new_id << 24;
-	vcpu_ioctl(vcpu, KVM_SET_LAPIC, &lapic);
-}
-
-static bool module_loaded(void)
-{
-	return !access(MODULE_SYSFS, F_OK);
-}
-
 /* One of the module's debugfs counters, or -1 without debugfs. */
 static long long read_counter(const char *name)
 {
-	char path[128], buf[32];
-	ssize_t n;
-	int fd;
+	long long v;
 
-	snprintf(path, sizeof(path), COUNTERS_DIR "/%s", name);
-	fd = open(path, O_RDONLY);
-	if (fd < 0)
-		return -1;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	TEST_ASSERT(n > 0, "Cannot read %s", path);
-	buf[n] = '\0';
-	return strtoll(buf, NULL, 0);
+	return apicv_defer_read_counter(name, &v) ? v : -1;
 }
 
 /*
@@ -223,7 +149,7 @@ static int __load_module(const char *path)
 static void load_module(const char *path)
 {
 	TEST_ASSERT(!__load_module(path), "finit_module(%s) failed", path);
-	TEST_ASSERT(module_loaded(), "%s loaded but " MODULE_SYSFS " is missing", path);
+	TEST_ASSERT(apicv_defer_loaded(), "%s loaded but " MODULE_SYSFS " is missing", path);
 	base_deferred = 0;
 	base_applied = 0;
 	base_requests = 0;
@@ -234,7 +160,7 @@ static const char *reload_on_exit;
 
 static void reload_module_on_exit(void)
 {
-	if (!reload_on_exit || module_loaded())
+	if (!reload_on_exit || apicv_defer_loaded())
 		return;
 	if (__load_module(reload_on_exit))
 		fprintf(stderr, "Could not load %s back: %s\n", reload_on_exit,
@@ -273,13 +199,12 @@ static void unload_module(unsigned int flags)
 
 	TEST_ASSERT(!r, "delete_module(%s) with a deferral pending failed: errno %d",
 		    flags & O_TRUNC ? "O_NONBLOCK | O_TRUNC" : "O_NONBLOCK", errno);
-	TEST_ASSERT(!module_loaded(), MODULE_SYSFS " still present after unload");
+	TEST_ASSERT(!apicv_defer_loaded(), MODULE_SYSFS " still present after unload");
 }
 
 int main(int argc, char *argv[])
 {
 	const char *ko = getenv("KVM_APICV_DEFER_KO");
-	gva_t vmx_pages_gva;
 	struct kvm_vcpu *vcpu;
 	struct kvm_vm *vm;
 	struct ucall uc;
@@ -299,7 +224,7 @@ int main(int argc, char *argv[])
 	TEST_REQUIRE(kvm_has_cap(KVM_CAP_NESTED_STATE));
 	__TEST_REQUIRE(get_kvm_intel_param_bool("enable_apicv"),
 		       "APICv disabled (kvm_intel.enable_apicv=N): nothing to defer");
-	__TEST_REQUIRE(module_loaded(),
+	__TEST_REQUIRE(apicv_defer_loaded(),
 		       "kvm_apicv_defer.ko is not loaded (no " MODULE_SYSFS ")");
 	__TEST_REQUIRE(ko && *ko,
 		       "No path to kvm_apicv_defer.ko (-m or $KVM_APICV_DEFER_KO) to reload it after unloading");
@@ -311,32 +236,13 @@ int main(int argc, char *argv[])
 	ksft_print_header();
 	ksft_set_plan(NR_ROUNDS);
 
-	vm = vm_create_with_one_vcpu(&vcpu, l1_guest_code);
-	vcpu_alloc_vmx(vm, &vmx_pages_gva);
-	vcpu_args_set(vcpu, 1, vmx_pages_gva);
-	virt_pg_map(vm, APIC_DEFAULT_GPA, APIC_DEFAULT_GPA);
-	vm_install_exception_handler(vm, IPI_VECTOR, ipi_handler);
+	vm = vm_create_l1_with_xapic(&vcpu, l1_guest_code, IPI_VECTOR);
 
-	for (;;) {
-		vcpu_run(vcpu);
-		TEST_ASSERT_KVM_EXIT_REASON(vcpu, KVM_EXIT_IO);
-
-		switch (get_ucall(vcpu, &uc)) {
-		case UCALL_ABORT:
-			REPORT_GUEST_ASSERT(uc);
-			/* NOT REACHED */
-		case UCALL_SYNC:
-			break;
-		case UCALL_DONE:
-			goto done;
-		default:
-			TEST_FAIL("Unexpected ucall %lu", uc.cmd);
-		}
-
+	while (vcpu_run_to_sync(vcpu, &uc)) {
 		switch (uc.args[1]) {
 		case SYNC_L2_RESTORE_ID:
 			TEST_ASSERT(vcpu_in_l2(vcpu), "L2 is not active");
-			set_xapic_id(vcpu, MODIFIED_APIC_ID, 0);
+			vcpu_change_xapic_id(vcpu, MODIFIED_APIC_ID, 0);
 			break;
 		case SYNC_L2_PENDING:
 			TEST_ASSERT(vcpu_in_l2(vcpu), "L2 is not active");
@@ -367,7 +273,6 @@ int main(int argc, char *argv[])
 		}
 	}
 
-done:
 	TEST_ASSERT_EQ(round, NR_ROUNDS);
 	kvm_vm_free(vm);
 	ksft_finished();

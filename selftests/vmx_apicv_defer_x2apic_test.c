@@ -34,6 +34,7 @@
 #include "processor.h"
 #include "vmx.h"
 #include "apic.h"
+#include "vmx_apicv_util.h"
 
 #define IPI_VECTOR		0xe0
 #define MODIFIED_APIC_ID	0x2a
@@ -47,60 +48,17 @@ enum {
 	SYNC_L1_XAPIC_CHECKED,
 };
 
-static volatile int ipis_received;
-
-static void ipi_handler(struct ex_regs *regs)
+static void l1_check_ipi(enum self_ipi_kind kind)
 {
-	ipis_received++;
-}
+	int before = irqs_received;
 
-static bool x2apic_mode(void)
-{
-	return rdmsr(MSR_IA32_APICBASE) & MSR_IA32_APICBASE_EXTD;
-}
-
-static u32 apic_read(unsigned int reg)
-{
-	return x2apic_mode() ? x2apic_read_reg(reg) : xapic_read_reg(reg);
-}
-
-static bool apic_vector_is_set(unsigned int reg, u8 vector)
-{
-	return apic_read(reg + APIC_VECTOR_TO_REG_OFFSET(vector)) &
-	       BIT(APIC_VECTOR_TO_BIT_NUMBER(vector));
-}
-
-static void apic_eoi(void)
-{
-	if (x2apic_mode())
-		x2apic_write_reg(APIC_EOI, 0);
-	else
-		xapic_write_reg(APIC_EOI, 0);
-}
-
-enum ipi_kind { IPI_ICR, IPI_SELF_IPI_MSR };
-
-static void send_self_ipi(enum ipi_kind kind)
-{
-	if (!x2apic_mode())
-		xapic_write_reg(APIC_ICR, APIC_DEST_SELF | APIC_DM_FIXED | IPI_VECTOR);
-	else if (kind == IPI_ICR)
-		x2apic_write_reg(APIC_ICR, APIC_DEST_SELF | APIC_DM_FIXED | IPI_VECTOR);
-	else
-		x2apic_write_reg(APIC_SELF_IPI, IPI_VECTOR);
-}
-
-static void l1_check_ipi(enum ipi_kind kind)
-{
-	int before = ipis_received;
-
-	send_self_ipi(kind);
+	apic_send_self_ipi(kind, IPI_VECTOR);
 	sti_nop_cli();
-	__GUEST_ASSERT(ipis_received == before + 1,
+	__GUEST_ASSERT(irqs_received == before + 1,
 		       "Self-IPI (%s mode, %s) not delivered: received %d, wanted %d",
 		       x2apic_mode() ? "x2APIC" : "xAPIC",
-		       kind == IPI_ICR ? "ICR" : "SELF_IPI",
-		       ipis_received, before + 1);
+		       kind == SELF_IPI_ICR ? "ICR" : "SELF_IPI",
+		       irqs_received, before + 1);
 	GUEST_ASSERT(!apic_vector_is_set(APIC_IRR, IPI_VECTOR));
 	GUEST_ASSERT(apic_vector_is_set(APIC_ISR, IPI_VECTOR));
 	apic_eoi();
@@ -115,18 +73,10 @@ static void l1_check_ipis(void)
 	int i;
 
 	for (i = 0; i < NR_IPI_ROUNDS; i++) {
-		l1_check_ipi(IPI_ICR);
+		l1_check_ipi(SELF_IPI_ICR);
 		if (x2apic_mode())
-			l1_check_ipi(IPI_SELF_IPI_MSR);
+			l1_check_ipi(SELF_IPI_MSR);
 	}
-}
-
-static void l2_run_a_while(void)
-{
-	int i;
-
-	for (i = 0; i < NR_L2_MSR_EXITS; i++)
-		GUEST_ASSERT(rdmsr(MSR_IA32_APICBASE) & MSR_IA32_APICBASE_ENABLE);
 }
 
 /* Runs on L1's local APIC: all of L2's APIC accesses reach L1's APIC. */
@@ -134,21 +84,14 @@ static void l2_guest_code(void)
 {
 	for (;;) {
 		x2apic_enable();
-		l2_run_a_while();
+		l2_exits_to_l0(NR_L2_MSR_EXITS);
 		vmcall();
 
 		xapic_enable();
 		xapic_write_reg(APIC_ID, MODIFIED_APIC_ID << 24);
-		l2_run_a_while();
+		l2_exits_to_l0(NR_L2_MSR_EXITS);
 		vmcall();
 	}
-}
-
-static void l1_run_l2(bool launch)
-{
-	GUEST_ASSERT(launch ? !vmlaunch() : !vmresume());
-	GUEST_ASSERT_EQ(vmreadz(VM_EXIT_REASON), EXIT_REASON_VMCALL);
-	vmwrite(GUEST_RIP, vmreadz(GUEST_RIP) + vmreadz(VM_EXIT_INSTRUCTION_LEN));
 }
 
 static void l1_guest_code(struct vmx_pages *vmx_pages)
@@ -157,11 +100,7 @@ static void l1_guest_code(struct vmx_pages *vmx_pages)
 	unsigned long l2_guest_stack[L2_GUEST_STACK_SIZE];
 	int i;
 
-	GUEST_ASSERT(prepare_for_vmx_operation(vmx_pages));
-	GUEST_ASSERT(load_vmcs(vmx_pages));
-	prepare_vmcs(vmx_pages, l2_guest_code, &l2_guest_stack[L2_GUEST_STACK_SIZE]);
-	vmwrite(CPU_BASED_VM_EXEC_CONTROL,
-		vmreadz(CPU_BASED_VM_EXEC_CONTROL) | CPU_BASED_USE_MSR_BITMAPS);
+	l1_prepare_l2(vmx_pages, l2_guest_code, &l2_guest_stack[L2_GUEST_STACK_SIZE]);
 
 	/* Start in xAPIC mode with APICv inhibited by a modified ID. */
 	xapic_enable();
@@ -187,7 +126,6 @@ static void l1_guest_code(struct vmx_pages *vmx_pages)
 
 int main(int argc, char *argv[])
 {
-	gva_t vmx_pages_gva;
 	struct kvm_vcpu *vcpu;
 	struct kvm_vm *vm;
 	struct ucall uc;
@@ -201,28 +139,9 @@ int main(int argc, char *argv[])
 	ksft_print_header();
 	ksft_set_plan(2 * NR_CYCLES);
 
-	vm = vm_create_with_one_vcpu(&vcpu, l1_guest_code);
-	vcpu_alloc_vmx(vm, &vmx_pages_gva);
-	vcpu_args_set(vcpu, 1, vmx_pages_gva);
-	virt_pg_map(vm, APIC_DEFAULT_GPA, APIC_DEFAULT_GPA);
-	vm_install_exception_handler(vm, IPI_VECTOR, ipi_handler);
+	vm = vm_create_l1_with_xapic(&vcpu, l1_guest_code, IPI_VECTOR);
 
-	for (;;) {
-		vcpu_run(vcpu);
-		TEST_ASSERT_KVM_EXIT_REASON(vcpu, KVM_EXIT_IO);
-
-		switch (get_ucall(vcpu, &uc)) {
-		case UCALL_ABORT:
-			REPORT_GUEST_ASSERT(uc);
-			/* NOT REACHED */
-		case UCALL_SYNC:
-			break;
-		case UCALL_DONE:
-			goto done;
-		default:
-			TEST_FAIL("Unexpected ucall %lu", uc.cmd);
-		}
-
+	while (vcpu_run_to_sync(vcpu, &uc)) {
 		switch (uc.args[1]) {
 		case SYNC_L1_X2APIC_CHECKED:
 		case SYNC_L1_XAPIC_CHECKED:
@@ -239,7 +158,6 @@ int main(int argc, char *argv[])
 		}
 	}
 
-done:
 	TEST_ASSERT_EQ(checked, 2 * NR_CYCLES);
 	kvm_vm_free(vm);
 	ksft_finished();

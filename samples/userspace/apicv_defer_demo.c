@@ -42,7 +42,6 @@
  * cannot run it (no VMX, APICv off), anything else on a failure.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -53,9 +52,10 @@
 #include "processor.h"
 #include "vmx.h"
 #include "apic.h"
+#include "vmx_apicv_util.h"
 
 #define MODULE_NAME		"kvm_apicv_defer"
-#define COUNTERS_DIR		"/sys/kernel/debug/" MODULE_NAME
+#define COUNTERS_DIR		APICV_DEFER_COUNTERS_DIR
 #define IPI_VECTOR		0xe0
 #define NR_L2_MSR_EXITS		100
 #define NR_ROUNDS		3
@@ -75,35 +75,14 @@ enum {
 
 /* ---------------------------------------------------------------- guest */
 
-static volatile int ipis_received;
-
-static void ipi_handler(struct ex_regs *regs)
-{
-	ipis_received++;
-}
-
-static bool apic_vector_is_set(unsigned int reg, u8 vector)
-{
-	return xapic_read_reg(reg + APIC_VECTOR_TO_REG_OFFSET(vector)) &
-	       BIT(APIC_VECTOR_TO_BIT_NUMBER(vector));
-}
-
-/* With IRQs disabled in L1, the IPI stays pending in L1's IRR. */
-static void l1_send_self_ipi(void)
-{
-	xapic_write_reg(APIC_ICR, APIC_DEST_SELF | APIC_DM_FIXED | IPI_VECTOR);
-}
-
 /*
  * Open an IRQ window of one instruction, report and check what arrived.
  * @after_exit: L2 has just exited to L1 (for the story only).
  */
 static void l1_irq_window(int expected, bool after_exit)
 {
-	int before = ipis_received, got;
+	int got = irq_window();
 
-	sti_nop_cli();
-	got = ipis_received - before;
 	GUEST_SYNC_ARGS(SYNC_L1_WINDOW, got, expected, after_exit, 0);
 	__GUEST_ASSERT(got == expected, "Wanted %d IRQ(s) in the window, got %d",
 		       expected, got);
@@ -112,27 +91,13 @@ static void l1_irq_window(int expected, bool after_exit)
 /* The IRQ taken must be in service until EOI, and not after it. */
 static void l1_eoi(void)
 {
-	GUEST_ASSERT(!apic_vector_is_set(APIC_IRR, IPI_VECTOR));
-	GUEST_ASSERT(apic_vector_is_set(APIC_ISR, IPI_VECTOR));
-	xapic_write_reg(APIC_EOI, 0);
-	__GUEST_ASSERT(!apic_vector_is_set(APIC_ISR, IPI_VECTOR),
-		       "Vector 0x%x still in service after EOI", IPI_VECTOR);
-}
-
-static void l1_run_l2(bool launch)
-{
-	GUEST_ASSERT(launch ? !vmlaunch() : !vmresume());
-	GUEST_ASSERT_EQ(vmreadz(VM_EXIT_REASON), EXIT_REASON_VMCALL);
-	vmwrite(GUEST_RIP, vmreadz(GUEST_RIP) + vmreadz(VM_EXIT_INSTRUCTION_LEN));
+	xapic_eoi_and_check(IPI_VECTOR, EOI_CHECK_IRR);
 }
 
 /* L2 keeps running: each RDMSR exits to L0 only (L1's MSR bitmap is empty). */
 static void l2_run_a_while(void)
 {
-	int i;
-
-	for (i = 0; i < NR_L2_MSR_EXITS; i++)
-		GUEST_ASSERT(rdmsr(MSR_IA32_APICBASE) & MSR_IA32_APICBASE_ENABLE);
+	l2_exits_to_l0(NR_L2_MSR_EXITS);
 }
 
 static void l2_guest_code(void)
@@ -163,26 +128,22 @@ static void l1_guest_code(struct vmx_pages *vmx_pages)
 #define L2_GUEST_STACK_SIZE 512
 	unsigned long l2_guest_stack[L2_GUEST_STACK_SIZE];
 
-	GUEST_ASSERT(prepare_for_vmx_operation(vmx_pages));
-	GUEST_ASSERT(load_vmcs(vmx_pages));
-	prepare_vmcs(vmx_pages, l2_guest_code, &l2_guest_stack[L2_GUEST_STACK_SIZE]);
-	vmwrite(CPU_BASED_VM_EXEC_CONTROL,
-		vmreadz(CPU_BASED_VM_EXEC_CONTROL) | CPU_BASED_USE_MSR_BITMAPS);
+	l1_prepare_l2(vmx_pages, l2_guest_code, &l2_guest_stack[L2_GUEST_STACK_SIZE]);
 	xapic_enable();
 
 	/* 1: set and cleared during one L2 run; the IRQ arrives after it. */
 	GUEST_SYNC_ARGS(SYNC_L1_ROUND, 1, 0, 0, 0);
-	l1_send_self_ipi();
+	xapic_send_self_ipi(IPI_VECTOR);
 	l1_run_l2(true);
 	l1_irq_window(1, true);
 	l1_eoi();
 
 	/* 2: set during an L2 run and still set in L1: nothing arrives. */
 	GUEST_SYNC_ARGS(SYNC_L1_ROUND, 2, 0, 0, 0);
-	l1_send_self_ipi();
+	xapic_send_self_ipi(IPI_VECTOR);
 	l1_run_l2(false);
 	l1_irq_window(0, true);
-	GUEST_ASSERT(apic_vector_is_set(APIC_IRR, IPI_VECTOR));
+	GUEST_ASSERT(xapic_vector_is_set(APIC_IRR, IPI_VECTOR));
 	GUEST_SYNC(SYNC_L1_CLEAR_BLOCKIRQ);
 	l1_irq_window(1, false);
 	l1_eoi();
@@ -190,7 +151,7 @@ static void l1_guest_code(struct vmx_pages *vmx_pages)
 	/* 3: set in L1, cleared during an L2 run: it arrives after it. */
 	GUEST_SYNC_ARGS(SYNC_L1_ROUND, 3, 0, 0, 0);
 	GUEST_SYNC(SYNC_L1_SET_BLOCKIRQ);
-	l1_send_self_ipi();
+	xapic_send_self_ipi(IPI_VECTOR);
 	l1_irq_window(0, false);
 	l1_run_l2(false);
 	l1_irq_window(1, true);
@@ -201,23 +162,19 @@ static void l1_guest_code(struct vmx_pages *vmx_pages)
 
 /* ------------------------------------------------------------ userspace */
 
-/* The module's debugfs counters, in the order its directory lists them. */
-static const char * const counter_names[] = {
-	"deferred", "coalesced", "applied", "requests", "pending",
-};
-
-#define NR_COUNTERS	ARRAY_SIZE(counter_names)
-enum { DEFERRED, COALESCED, APPLIED, REQUESTS, PENDING };
-
+/* The module's debugfs counters (vmx_apicv_util.h lists them). */
 struct counters {
-	long long v[NR_COUNTERS];
+	long long v[NR_APICV_DEFER_COUNTERS];
 };
 
 /* What each round must add to the counters when the module is loaded. */
 static const struct counters round_expected[NR_ROUNDS] = {
-	{ { [DEFERRED] = 1, [COALESCED] = 1, [APPLIED] = 1, [REQUESTS] = 1 } },
-	{ { [DEFERRED] = 1, [APPLIED] = 1, [REQUESTS] = 1 } },
-	{ { [DEFERRED] = 1, [APPLIED] = 1, [REQUESTS] = 1 } },
+	{ { [APICV_DEFER_DEFERRED] = 1, [APICV_DEFER_COALESCED] = 1,
+	    [APICV_DEFER_APPLIED] = 1, [APICV_DEFER_REQUESTS] = 1 } },
+	{ { [APICV_DEFER_DEFERRED] = 1, [APICV_DEFER_APPLIED] = 1,
+	    [APICV_DEFER_REQUESTS] = 1 } },
+	{ { [APICV_DEFER_DEFERRED] = 1, [APICV_DEFER_APPLIED] = 1,
+	    [APICV_DEFER_REQUESTS] = 1 } },
 };
 
 static bool module_loaded;
@@ -226,25 +183,19 @@ static int failures;
 
 static long long read_counter(const char *name)
 {
-	char path[128], buf[32] = "";
-	ssize_t n;
-	int fd;
+	long long v;
 
-	snprintf(path, sizeof(path), COUNTERS_DIR "/%s", name);
-	fd = open(path, O_RDONLY);
-	TEST_ASSERT(fd >= 0, "open(%s) failed: %s", path, strerror(errno));
-	n = read(fd, buf, sizeof(buf) - 1);
-	TEST_ASSERT(n > 0, "read(%s) failed", path);
-	close(fd);
-	return strtoll(buf, NULL, 0);
+	TEST_ASSERT(apicv_defer_read_counter(name, &v), "open(%s/%s) failed: %s",
+		    COUNTERS_DIR, name, strerror(errno));
+	return v;
 }
 
 static void read_counters(struct counters *c)
 {
 	int i;
 
-	for (i = 0; i < NR_COUNTERS; i++)
-		c->v[i] = read_counter(counter_names[i]);
+	for (i = 0; i < NR_APICV_DEFER_COUNTERS; i++)
+		c->v[i] = read_counter(apicv_defer_counter_names[i]);
 }
 
 /*
@@ -263,13 +214,13 @@ static void show_counters(const char *meaning, const char *without)
 	}
 	read_counters(&now);
 	printf("      counters:");
-	for (i = 0; i < NR_COUNTERS; i++) {
+	for (i = 0; i < NR_APICV_DEFER_COUNTERS; i++) {
 		long long d = now.v[i] - last_shown.v[i];
 
 		if (!d)
 			continue;
 		printf("%s %s %+lld (now %lld)", moved++ ? "," : "",
-		       counter_names[i], d, now.v[i]);
+		       apicv_defer_counter_names[i], d, now.v[i]);
 	}
 	printf("%s\n", moved ? "" : " no change");
 	if (meaning)
@@ -288,10 +239,10 @@ static void check_round(int round)
 		return;
 	read_counters(&now);
 	printf("    round %d, counters moved by:", round);
-	for (i = 0; i < NR_COUNTERS; i++) {
+	for (i = 0; i < NR_APICV_DEFER_COUNTERS; i++) {
 		long long d = now.v[i] - round_start.v[i];
 
-		printf(" %s %+lld", counter_names[i], d);
+		printf(" %s %+lld", apicv_defer_counter_names[i], d);
 		if (d != want->v[i]) {
 			printf(" (PREDICTED %+lld)", want->v[i]);
 			bad = 1;
@@ -301,47 +252,6 @@ static void check_round(int round)
 	failures += bad;
 	round_start = now;
 	last_shown = now;
-}
-
-static bool vcpu_in_l2(struct kvm_vcpu *vcpu)
-{
-	static struct {
-		struct kvm_nested_state state;
-		u8 data[16384];
-	} nested;
-
-	nested.state.size = sizeof(nested);
-	vcpu_nested_state_get(vcpu, &nested.state);
-	return nested.state.flags & KVM_STATE_NESTED_GUEST_MODE;
-}
-
-static void set_blockirq(struct kvm_vcpu *vcpu, bool block)
-{
-	struct kvm_guest_debug debug = {
-		.control = block ? KVM_GUESTDBG_ENABLE | KVM_GUESTDBG_BLOCKIRQ : 0,
-	};
-
-	vcpu_guest_debug_set(vcpu, &debug);
-}
-
-/*
- * VMPTRLDs kvm_intel has executed (the rig's test instrumentation,
- * patches/test; -1 on kernels without it).
- */
-#define VMPTRLD_COUNT		"/sys/module/kvm_intel/parameters/vmptrld_count"
-
-static long long read_vmptrlds(void)
-{
-	char buf[32] = "";
-	ssize_t n;
-	int fd;
-
-	fd = open(VMPTRLD_COUNT, O_RDONLY);
-	if (fd < 0)
-		return -1;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	return n > 0 ? strtoll(buf, NULL, 0) : -1;
 }
 
 /*
@@ -379,9 +289,9 @@ static void handle_stop(struct kvm_vcpu *vcpu, struct ucall *uc, int *round)
 	long long after_state;
 	bool in_l2;
 
-	vmptrlds_now = read_vmptrlds();
+	vmptrlds_now = read_vmptrld_count();
 	in_l2 = vcpu_in_l2(vcpu);
-	after_state = read_vmptrlds();
+	after_state = read_vmptrld_count();
 
 	TEST_ASSERT(in_l2 == (stage < SYNC_L1_ROUND),
 		    "Stage %d: L2 is %s", stage, in_l2 ? "active" : "not active");
@@ -407,7 +317,7 @@ static void handle_stop(struct kvm_vcpu *vcpu, struct ucall *uc, int *round)
 		       "      the vCPU applies it on its next entry, into L2.\n",
 		       stage == SYNC_L2_SET_BLOCKIRQ ? "sets" : "clears",
 		       stage == SYNC_L2_SET_BLOCKIRQ ? "inhibited" : "active again");
-		set_blockirq(vcpu, stage == SYNC_L2_SET_BLOCKIRQ);
+		vcpu_set_blockirq(vcpu, stage == SYNC_L2_SET_BLOCKIRQ);
 		break;
 	case SYNC_L2_PENDING:
 		printf("    L2 ran on (%d exits to L0) and stopped again.\n", NR_L2_MSR_EXITS);
@@ -419,7 +329,7 @@ static void handle_stop(struct kvm_vcpu *vcpu, struct ucall *uc, int *round)
 		printf("    userspace: %s BLOCKIRQ while L1 runs: %s\n",
 		       stage == SYNC_L1_SET_BLOCKIRQ ? "sets" : "clears",
 		       "KVM writes vmcs01 itself, nothing to defer.");
-		set_blockirq(vcpu, stage == SYNC_L1_SET_BLOCKIRQ);
+		vcpu_set_blockirq(vcpu, stage == SYNC_L1_SET_BLOCKIRQ);
 		break;
 	case SYNC_L1_WINDOW:
 		if (uc->args[4]) {
@@ -441,7 +351,6 @@ static void handle_stop(struct kvm_vcpu *vcpu, struct ucall *uc, int *round)
 
 int main(int argc, char *argv[])
 {
-	gva_t vmx_pages_gva;
 	struct kvm_vcpu *vcpu;
 	struct kvm_vm *vm;
 	struct ucall uc;
@@ -472,31 +381,11 @@ int main(int argc, char *argv[])
 		       MODULE_NAME);
 	}
 
-	vm = vm_create_with_one_vcpu(&vcpu, l1_guest_code);
-	vcpu_alloc_vmx(vm, &vmx_pages_gva);
-	vcpu_args_set(vcpu, 1, vmx_pages_gva);
-	virt_pg_map(vm, APIC_DEFAULT_GPA, APIC_DEFAULT_GPA);
-	vm_install_exception_handler(vm, IPI_VECTOR, ipi_handler);
+	vm = vm_create_l1_with_xapic(&vcpu, l1_guest_code, IPI_VECTOR);
 
-	for (;;) {
-		vcpu_run(vcpu);
-		TEST_ASSERT_KVM_EXIT_REASON(vcpu, KVM_EXIT_IO);
+	while (vcpu_run_to_sync(vcpu, &uc))
+		handle_stop(vcpu, &uc, &round);
 
-		switch (get_ucall(vcpu, &uc)) {
-		case UCALL_ABORT:
-			REPORT_GUEST_ASSERT(uc);
-			/* NOT REACHED */
-		case UCALL_SYNC:
-			handle_stop(vcpu, &uc, &round);
-			break;
-		case UCALL_DONE:
-			goto done;
-		default:
-			TEST_FAIL("Unexpected ucall %lu", uc.cmd);
-		}
-	}
-
-done:
 	check_round(round);
 	TEST_ASSERT_EQ(round, NR_ROUNDS);
 	kvm_vm_free(vm);
@@ -507,11 +396,13 @@ done:
 
 		read_counters(&end);
 		printf("kvm_apicv_defer: deferred %lld, applied %lld, pending %lld (this run: deferred %+lld, applied %+lld).\n",
-		       end.v[DEFERRED], end.v[APPLIED], end.v[PENDING],
-		       end.v[DEFERRED] - run_start.v[DEFERRED],
-		       end.v[APPLIED] - run_start.v[APPLIED]);
-		if (end.v[PENDING]) {
-			printf("NOT drained: %lld update(s) still pending\n", end.v[PENDING]);
+		       end.v[APICV_DEFER_DEFERRED], end.v[APICV_DEFER_APPLIED],
+		       end.v[APICV_DEFER_PENDING],
+		       end.v[APICV_DEFER_DEFERRED] - run_start.v[APICV_DEFER_DEFERRED],
+		       end.v[APICV_DEFER_APPLIED] - run_start.v[APICV_DEFER_APPLIED]);
+		if (end.v[APICV_DEFER_PENDING]) {
+			printf("NOT drained: %lld update(s) still pending\n",
+			       end.v[APICV_DEFER_PENDING]);
 			failures++;
 		}
 	}

@@ -1,0 +1,290 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * Helpers for nested VMX tests of L1's APICv state (vmx_apicv_util.h).
+ */
+#include <fcntl.h>
+#include <stdlib.h>
+#include <sys/mount.h>
+
+#include "test_util.h"
+#include "kvm_util.h"
+#include "processor.h"
+#include "vmx.h"
+#include "apic.h"
+#include "vmx_apicv_util.h"
+
+volatile int irqs_received;
+
+void irq_count_handler(struct ex_regs *regs)
+{
+	irqs_received++;
+}
+
+int irq_window(void)
+{
+	int before = irqs_received;
+
+	sti_nop_cli();
+	return irqs_received - before;
+}
+
+void irq_window_expect(int nr)
+{
+	int before = irqs_received;
+
+	sti_nop_cli();
+	__GUEST_ASSERT(irqs_received == before + nr,
+		       "Wanted %d IRQ(s) in the window, got %d", nr,
+		       irqs_received - before);
+}
+
+bool x2apic_mode(void)
+{
+	return rdmsr(MSR_IA32_APICBASE) & MSR_IA32_APICBASE_EXTD;
+}
+
+u32 apic_read(unsigned int reg)
+{
+	return x2apic_mode() ? x2apic_read_reg(reg) : xapic_read_reg(reg);
+}
+
+void apic_eoi(void)
+{
+	if (x2apic_mode())
+		x2apic_write_reg(APIC_EOI, 0);
+	else
+		xapic_write_reg(APIC_EOI, 0);
+}
+
+bool xapic_vector_is_set(unsigned int reg, u8 vector)
+{
+	return xapic_read_reg(reg + APIC_VECTOR_TO_REG_OFFSET(vector)) &
+	       BIT(APIC_VECTOR_TO_BIT_NUMBER(vector));
+}
+
+bool apic_vector_is_set(unsigned int reg, u8 vector)
+{
+	return apic_read(reg + APIC_VECTOR_TO_REG_OFFSET(vector)) &
+	       BIT(APIC_VECTOR_TO_BIT_NUMBER(vector));
+}
+
+void xapic_send_self_ipi(u8 vector)
+{
+	xapic_write_reg(APIC_ICR, APIC_DEST_SELF | APIC_DM_FIXED | vector);
+}
+
+void apic_send_self_ipi(enum self_ipi_kind kind, u8 vector)
+{
+	if (!x2apic_mode())
+		xapic_write_reg(APIC_ICR, APIC_DEST_SELF | APIC_DM_FIXED | vector);
+	else if (kind == SELF_IPI_ICR)
+		x2apic_write_reg(APIC_ICR, APIC_DEST_SELF | APIC_DM_FIXED | vector);
+	else
+		x2apic_write_reg(APIC_SELF_IPI, vector);
+}
+
+static void __eoi_and_check(u8 vector, unsigned int checks, bool any_mode)
+{
+	bool (*is_set)(unsigned int, u8) = any_mode ? apic_vector_is_set :
+						      xapic_vector_is_set;
+	u32 (*read)(unsigned int) = any_mode ? apic_read : xapic_read_reg;
+
+	if (checks & EOI_CHECK_IRR)
+		GUEST_ASSERT(!is_set(APIC_IRR, vector));
+	GUEST_ASSERT(is_set(APIC_ISR, vector));
+	if (any_mode)
+		apic_eoi();
+	else
+		xapic_write_reg(APIC_EOI, 0);
+	__GUEST_ASSERT(!is_set(APIC_ISR, vector),
+		       "Vector 0x%x still in service after EOI", vector);
+	if (checks & EOI_CHECK_PPR)
+		GUEST_ASSERT_EQ(read(APIC_PROCPRI), 0);
+}
+
+void xapic_eoi_and_check(u8 vector, unsigned int checks)
+{
+	__eoi_and_check(vector, checks, false);
+}
+
+void apic_eoi_and_check(u8 vector, unsigned int checks)
+{
+	__eoi_and_check(vector, checks, true);
+}
+
+void xapic_check_self_ipis(u8 vector, int rounds, unsigned int eoi_checks)
+{
+	int i;
+
+	for (i = 0; i < rounds; i++) {
+		xapic_send_self_ipi(vector);
+		irq_window_expect(1);
+		xapic_eoi_and_check(vector, eoi_checks);
+	}
+}
+
+void l1_prepare_l2(struct vmx_pages *vmx_pages, void *l2_code, void *l2_rsp)
+{
+	GUEST_ASSERT(prepare_for_vmx_operation(vmx_pages));
+	GUEST_ASSERT(load_vmcs(vmx_pages));
+	prepare_vmcs(vmx_pages, l2_code, l2_rsp);
+	vmwrite(CPU_BASED_VM_EXEC_CONTROL,
+		vmreadz(CPU_BASED_VM_EXEC_CONTROL) | CPU_BASED_USE_MSR_BITMAPS);
+}
+
+void l1_skip_vmcall(void)
+{
+	GUEST_ASSERT_EQ(vmreadz(VM_EXIT_REASON), EXIT_REASON_VMCALL);
+	vmwrite(GUEST_RIP, vmreadz(GUEST_RIP) + vmreadz(VM_EXIT_INSTRUCTION_LEN));
+}
+
+void l1_run_l2(bool launch)
+{
+	GUEST_ASSERT(launch ? !vmlaunch() : !vmresume());
+	l1_skip_vmcall();
+}
+
+void l2_exits_to_l0(int nr)
+{
+	int i;
+
+	for (i = 0; i < nr; i++)
+		GUEST_ASSERT(rdmsr(MSR_IA32_APICBASE) & MSR_IA32_APICBASE_ENABLE);
+}
+
+struct kvm_vm *vm_create_l1_with_xapic(struct kvm_vcpu **vcpu, void *l1_code,
+				       u8 vector)
+{
+	gva_t vmx_pages_gva;
+	struct kvm_vm *vm;
+
+	vm = vm_create_with_one_vcpu(vcpu, l1_code);
+	vcpu_alloc_vmx(vm, &vmx_pages_gva);
+	vcpu_args_set(*vcpu, 1, vmx_pages_gva);
+	virt_pg_map(vm, APIC_DEFAULT_GPA, APIC_DEFAULT_GPA);
+	vm_install_exception_handler(vm, vector, irq_count_handler);
+	return vm;
+}
+
+bool vcpu_get_sync(struct kvm_vcpu *vcpu, struct ucall *uc)
+{
+	TEST_ASSERT_KVM_EXIT_REASON(vcpu, KVM_EXIT_IO);
+
+	switch (get_ucall(vcpu, uc)) {
+	case UCALL_ABORT:
+		REPORT_GUEST_ASSERT(*uc);
+		/* NOT REACHED */
+	case UCALL_SYNC:
+		return true;
+	case UCALL_DONE:
+		return false;
+	default:
+		TEST_FAIL("Unexpected ucall %lu", uc->cmd);
+	}
+	return false;
+}
+
+bool vcpu_run_to_sync(struct kvm_vcpu *vcpu, struct ucall *uc)
+{
+	vcpu_run(vcpu);
+	return vcpu_get_sync(vcpu, uc);
+}
+
+static struct {
+	struct kvm_nested_state state;
+	u8 data[16384];
+} nested;
+
+struct kvm_nested_state *vcpu_nested_state(struct kvm_vcpu *vcpu)
+{
+	nested.state.size = sizeof(nested);
+	vcpu_nested_state_get(vcpu, &nested.state);
+	return &nested.state;
+}
+
+bool vcpu_in_l2(struct kvm_vcpu *vcpu)
+{
+	return vcpu_nested_state(vcpu)->flags & KVM_STATE_NESTED_GUEST_MODE;
+}
+
+void vcpu_set_blockirq(struct kvm_vcpu *vcpu, bool block)
+{
+	struct kvm_guest_debug debug = {
+		.control = block ? KVM_GUESTDBG_ENABLE | KVM_GUESTDBG_BLOCKIRQ : 0,
+	};
+
+	vcpu_guest_debug_set(vcpu, &debug);
+}
+
+static void __vcpu_set_xapic_id(struct kvm_vcpu *vcpu, bool check, u8 old_id,
+				u8 new_id)
+{
+	struct kvm_lapic_state lapic;
+	u32 *id = (u32 *)&lapic.regs[APIC_ID];
+
+	vcpu_ioctl(vcpu, KVM_GET_LAPIC, &lapic);
+	TEST_ASSERT(!check || *id == (u32)old_id << 24,
+		    "xAPIC ID is 0x%x, wanted 0x%x", *id, (u32)old_id << 24);
+	*id = (u32)new_id << 24;
+	vcpu_ioctl(vcpu, KVM_SET_LAPIC, &lapic);
+}
+
+void vcpu_change_xapic_id(struct kvm_vcpu *vcpu, u8 old_id, u8 new_id)
+{
+	__vcpu_set_xapic_id(vcpu, true, old_id, new_id);
+}
+
+void vcpu_set_xapic_id(struct kvm_vcpu *vcpu, u8 id)
+{
+	__vcpu_set_xapic_id(vcpu, false, 0, id);
+}
+
+const char * const apicv_defer_counter_names[NR_APICV_DEFER_COUNTERS] = {
+	[APICV_DEFER_DEFERRED] = "deferred",
+	[APICV_DEFER_COALESCED] = "coalesced",
+	[APICV_DEFER_APPLIED] = "applied",
+	[APICV_DEFER_REQUESTS] = "requests",
+	[APICV_DEFER_PENDING] = "pending",
+};
+
+bool apicv_defer_have_counters(void)
+{
+	if (apicv_defer_loaded() && access(APICV_DEFER_COUNTERS_DIR, F_OK))
+		mount("debugfs", "/sys/kernel/debug", "debugfs", 0, NULL);
+	return !access(APICV_DEFER_COUNTERS_DIR, F_OK);
+}
+
+/* Read a number from sysfs or debugfs; -1 (errno set) if @path won't open. */
+static int read_number(const char *path, long long *value)
+{
+	char buf[32], *end;
+	ssize_t n;
+	int fd;
+
+	fd = open(path, O_RDONLY);
+	if (fd < 0)
+		return -1;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	TEST_ASSERT(n > 0, "Cannot read %s", path);
+	buf[n] = '\0';
+	*value = strtoll(buf, &end, 0);
+	TEST_ASSERT(end != buf && (*end == '\n' || !*end), "Bad %s '%s'",
+		    path, buf);
+	return 0;
+}
+
+bool apicv_defer_read_counter(const char *name, long long *value)
+{
+	char path[128];
+
+	snprintf(path, sizeof(path), APICV_DEFER_COUNTERS_DIR "/%s", name);
+	return !read_number(path, value);
+}
+
+long long read_vmptrld_count(void)
+{
+	long long v;
+
+	return read_number(VMPTRLD_COUNT, &v) ? -1 : v;
+}
