@@ -31,6 +31,8 @@
  *
  * Must pass on upstream 7.2 and with kvm_apicv_defer.ko; phases A and C fail
  * with the module's request-only test build.
+ *
+ * Request-only build: must fail.
  */
 #include "test_util.h"
 #include "kvm_util.h"

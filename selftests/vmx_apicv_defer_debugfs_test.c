@@ -32,6 +32,8 @@
  * vmcs01 must be right.
  *
  * Skips when the module is not loaded.
+ *
+ * Request-only build: must fail.
  */
 #include "test_util.h"
 #include "kvm_util.h"

@@ -87,6 +87,8 @@
  * counters only: applied does not move).
  *
  * Usage: vmx_apicv_defer_exit_paths_test [-p PATH]  (run one path only)
+ *
+ * Request-only build: must fail.
  */
 #include <signal.h>
 #include <stdio.h>

@@ -22,6 +22,8 @@
  *
  * Rounds alternate between BLOCKIRQ set (APICv deactivated) and set-then-
  * cleared (deactivated and reactivated, coalesced into one deferral).
+ *
+ * Request-only build: must fail.
  */
 #include <stdio.h>
 

@@ -38,6 +38,8 @@
  *
  * Must pass on upstream 7.2 (guard) and with kvm_apicv_defer.ko loaded; must
  * fail with the module's request-only test build.
+ *
+ * Request-only build: must fail.
  */
 #include "test_util.h"
 #include "kvm_util.h"

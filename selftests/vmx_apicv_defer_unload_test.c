@@ -28,6 +28,8 @@
  * path it skips.  Skips when the module is not loaded.  Needs CAP_SYS_MODULE.
  *
  *   vmx_apicv_defer_unload_test -m /path/to/kvm_apicv_defer.ko
+ *
+ * Request-only build: must fail.
  */
 #include <fcntl.h>
 #include <sys/syscall.h>

@@ -28,6 +28,8 @@
  *
  * Must pass on upstream 7.2 and with kvm_apicv_defer.ko; fails with the
  * module's request-only test build.
+ *
+ * Request-only build: must fail.
  */
 #include "test_util.h"
 #include "kvm_util.h"
