@@ -37,3 +37,94 @@ inputs_hash() {
 		done
 	} | sha256sum | cut -c1-16
 }
+
+# cached_build NAME KEY CMD...: the output directory $CACHE/NAME-KEY,
+# building it first if it is not there: CMD runs with STAGE set to an empty
+# temporary directory to fill (its output goes to stderr), which is then
+# marked done (.kad-done) and renamed into place, under a per-NAME lock so
+# that concurrent callers build once; only the three newest outputs of NAME
+# are kept.  Prints the directory.
+cached_build() {
+	local name=$1 key=$2 out lock old
+	shift 2
+	out="$CACHE/$name-$key"
+	if [[ ! -f "$out/.kad-done" ]]; then
+		exec {lock}>"$CACHE/$name.lock"
+		flock "$lock"
+		if [[ ! -f "$out/.kad-done" ]]; then
+			rm -rf "$out.tmp"
+			mkdir -p "$out.tmp"
+			STAGE=$out.tmp "$@" >&2
+			touch "$out.tmp/.kad-done"
+			rm -rf "$out"
+			mv "$out.tmp" "$out"
+			for old in $(ls -1dt "$CACHE/$name"-* 2>/dev/null | tail -n +4); do
+				[[ $old =~ -[0-9a-f]{16}$ && -f $old/.kad-done ]] && rm -rf "$old"
+			done
+		fi
+		exec {lock}>&-
+	fi
+	echo "$out"
+}
+
+# base_tree: BASE, the pinned base tree (scripts/fetch-kernel), and BASE_ID,
+# what names its contents in cache keys.
+base_tree() {
+	BASE=$("$TOP/scripts/fetch-kernel")
+	[[ -d "$BASE/tools/testing/selftests/kvm" ]] || die "$BASE has no KVM selftests"
+	if git -C "$BASE" rev-parse -q --verify base >/dev/null 2>&1; then
+		BASE_ID=$(git -C "$BASE" rev-parse base)
+	else
+		BASE_ID="$BASE $(make -s -C "$BASE" kernelversion)"
+	fi
+}
+
+# uapi_headers: UAPI, the base's uapi headers (an INSTALL_HDR_PATH), installed
+# once per base (headers_install re-copies every header, which would force a
+# full rebuild of every user each time).  Needs base_tree.
+_install_uapi_headers() {
+	nice -n 10 make -s -C "$BASE" O="$STAGE/obj" ARCH=x86 INSTALL_HDR_PATH="$STAGE/usr" headers_install
+	rm -rf "$STAGE/obj"
+}
+uapi_headers() {
+	UAPI=$(cached_build uapi "$(inputs_hash "$BASE_ID")" _install_uapi_headers)/usr
+}
+
+# userspace_build SRCDIR OBJDIR: build the selftest-style programs of SRCDIR
+# (selftests/, samples/userspace/, bench/) through selftests/Makefile, static,
+# -Werror, against the base's selftest library; objects stay in OBJDIR for
+# incremental builds.  Prints the programs' paths.  Needs base_tree and
+# uapi_headers.
+userspace_build() {
+	local srcdir=$1 obj=$2
+	mkdir -p "$obj"
+	nice -n 10 make -s -f "$TOP/selftests/Makefile" -C "$srcdir" -j"${KAD_SELFTESTS_JOBS:-2}" \
+		SRCDIR="$srcdir" CC="${CC:-gcc}" KSRC="$BASE" INSTALL_HDR_PATH="$UAPI" \
+		OUTPUT="$obj" WERROR=1 >&2
+	make -s --no-print-directory -f "$TOP/selftests/Makefile" -C "$srcdir" SRCDIR="$srcdir" \
+		KSRC="$BASE" INSTALL_HDR_PATH="$UAPI" OUTPUT="$obj" print-progs
+}
+
+# install_static PROG... : strip each into $STAGE, refusing dynamic binaries
+# (the guest is a busybox initramfs).
+install_static() {
+	local b
+	for b in "$@"; do
+		strip -o "$STAGE/$(basename "$b")" "$b"
+		if readelf -l "$STAGE/$(basename "$b")" | grep -q INTERP; then
+			die "$b is dynamically linked"
+		fi
+	done
+}
+
+# userspace_key FILE...: the cache key of a userspace build: the base, the
+# compiler, the shared build rules and library, and FILE....
+userspace_key() {
+	local -a shared
+	shopt -s nullglob
+	shared=("$TOP"/selftests/Makefile "$TOP"/selftests/include/* "$TOP"/selftests/lib/*)
+	shopt -u nullglob
+	inputs_hash "$BASE_ID" "$("${CC:-gcc}" --version | head -1)" "$TOP/scripts/lib.sh" \
+		"${shared[@]}" "$@"
+}
+
