@@ -53,4 +53,17 @@ load_cycles() {
 		[ "$1" -eq "$i" -a "$6" -eq 0 ]
 	tap_check "r: the module deferred updates during the cycles" [ "$2" -gt 0 ]
 	tap_check "r: stress test's IPI counts matched in all $runs runs" [ "$failed_runs" -eq 0 ]
+	posted_interrupts r
+}
+
+# posted_interrupts LABEL: the per-CPU posted-interrupt counts of
+# /proc/interrupts as diagnostics; with two CPUs or more, a check that
+# notifications posted from one CPU reached another outside guest mode
+# (PIN), i.e. that the run raced senders against running vCPUs at all.
+posted_interrupts() {
+	local pin
+	grep -E '^ *(CPU|PIN|NPI|PIW)' /proc/interrupts | sed "s/^/# $1: /"
+	[ "$(grep -c '^processor' /proc/cpuinfo)" -ge 2 ] || return 0
+	pin=$(awk '$1 == "PIN:" { for (i = 2; i <= NF && $i ~ /^[0-9]+$/; i++) s += $i } END { print s + 0 }' /proc/interrupts)
+	tap_check "$1: posted-interrupt notifications seen on an SMP host ($pin)" [ "$pin" -gt 0 ]
 }
