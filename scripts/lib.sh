@@ -5,6 +5,10 @@ TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 CACHE=${KAD_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/kvm-apicv-defer}
 LLVM_SUFFIX=${LLVM_SUFFIX:--19}
 export PATH="$HOME/.cargo/bin:$PATH"
+# The rig's own Rust toolchain (a rustup toolchain, selected for the rig's
+# builds only: the user's default stays as it is).  7.2 wants rustc >= 1.85.
+RUST_TOOLCHAIN=${KAD_RUST_TOOLCHAIN:-1.95.0}
+export RUSTUP_TOOLCHAIN=$RUST_TOOLCHAIN
 
 log() { printf '[%s] %s\n' "$(basename "$0")" "$*" >&2; }
 die() { printf '[%s] error: %s\n' "$(basename "$0")" "$*" >&2; exit 1; }
