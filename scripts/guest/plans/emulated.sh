@@ -11,6 +11,9 @@
 #   (u) the unpatched base's kvm-intel.ko, i.e. upstream 7.2
 # plus the refusals of bad setups.  kad.part=1 or 2 runs half of it, so two
 # emulated hosts (one per host core) share the work; no kad.part runs all.
+# kad.part=sanitizer runs the module's configurations (b) and (r, 40
+# cycles) on a sanitizer kernel variant (scripts/kernel-variants/kasan.config), where any
+# report in the kernel log fails the "no kernel warnings" checks.
 # Sourced by /init.
 . /lib/kad/kvm.sh
 . /lib/kad/refusals.sh
@@ -96,8 +99,9 @@ config_b() {
 }
 
 # --- (r) reliability: load/unload while guests nest -----------------------
+# config_r [N]: N load/unload cycles (100).
 config_r() {
-	load_cycles 100
+	load_cycles "${1:-100}"
 	tap_dmesg_clean "r: no kernel warnings"
 }
 
@@ -149,5 +153,6 @@ host_checks
 case "${KAD_PART:-all}" in
 1) config_a; refusals; config_u ;;
 2) config_b; config_r; config_c ;;
+sanitizer) config_b; config_r 40 ;;
 *) config_a; config_b; config_r; refusals; config_u; config_c ;;
 esac
