@@ -11,14 +11,17 @@ T=/tests
 # kad.bochs_kvm=unpatched loads upstream 7.2's kvm-intel.ko instead of the
 # project's; kad.bochs_apicv=0 loads it with enable_apicv=0 (to tell Bochs
 # problems from KVM ones).
+# kad.bochs_ipiv=0 loads it with enable_ipiv=0 (IPI virtualization off on a
+# Bochs that has it).
 # kad.bochs_trace=N dumps the last N lines of the kvm trace events after a
 # failed test.
-only= ko=/lib/modules/kad/kvm-intel.ko apicv=1 trace=0
+only= ko=/lib/modules/kad/kvm-intel.ko apicv=1 ipiv=1 trace=0
 for arg in $(cat /proc/cmdline); do
 	case "$arg" in
 	kad.bochs_tests=*) only=$(echo "${arg#kad.bochs_tests=}" | tr , ' ') ;;
 	kad.bochs_kvm=unpatched) ko=/lib/modules/kad/unpatched/kvm-intel.ko ;;
 	kad.bochs_apicv=0) apicv=0 ;;
+	kad.bochs_ipiv=0) ipiv=0 ;;
 	kad.bochs_trace=*) trace=${arg#kad.bochs_trace=} ;;
 	esac
 done
@@ -28,13 +31,19 @@ want() {
 	return 1
 }
 
-tap_check "insmod $(basename $ko) enable_apicv=$apicv nested=1 ept=1" \
-	kvm_load $ko enable_apicv=$apicv nested=1 ept=1
+tap_check "insmod $(basename $ko) enable_apicv=$apicv enable_ipiv=$ipiv nested=1 ept=1" \
+	kvm_load $ko enable_apicv=$apicv enable_ipiv=$ipiv nested=1 ept=1
 kvm_report_host
 for p in nested ept; do
 	tap_check "kvm_intel.$p=Y" [ "$(kvm_intel_param $p)" = Y ]
 done
 [ "$apicv" = 0 ] || tap_check "kvm_intel.enable_apicv=Y" [ "$(kvm_intel_param enable_apicv)" = Y ]
+# 0006: the emulated host has IPI virtualization (tertiary control 4).
+ipiv_on=0
+if [ "$apicv" = 1 ] && [ "$ipiv" = 1 ]; then
+	tap_check "0006: kvm_intel.enable_ipiv=Y" [ "$(kvm_intel_param enable_ipiv)" = Y ]
+	[ "$(kvm_intel_param enable_ipiv)" = Y ] && ipiv_on=1
+fi
 
 TR=/sys/kernel/tracing
 if [ "$trace" != 0 ]; then
@@ -46,6 +55,24 @@ fi
 # 0005: CPUID 15H reports the emulated TSC rate (ips=50000000).
 mhz=$(dmesg | sed -n 's/.*tsc: Detected \([0-9.]*\) MHz.*/\1/p' | head -n 1)
 tap_check "0005: guest TSC detected as 50 MHz (got ${mhz:-nothing})" [ "$mhz" = "50.000" ]
+
+# 0006: count one kvm trace event, filtered, around a test:
+# count_begin EVENT FILTER; run ...; count_end EVENT -> $COUNT
+count_begin() {
+	[ "$trace" = 0 ] || return 0
+	mount -t tracefs tracefs $TR 2>/dev/null
+	echo 8192 >$TR/buffer_size_kb
+	echo "$2" >$TR/events/kvm/$1/filter
+	echo 1 >$TR/events/kvm/$1/enable
+	echo >$TR/trace
+}
+count_end() {
+	COUNT=?
+	[ "$trace" = 0 ] && [ -d $TR/events/kvm/$1 ] || return 0
+	echo 0 >$TR/events/kvm/$1/enable
+	COUNT=$(grep -c "$1:" $TR/trace)
+	echo 0 >$TR/events/kvm/$1/filter
+}
 
 # name timeout args...
 run() {
@@ -66,13 +93,28 @@ run() {
 }
 
 # 0001: every VM with an in-kernel LAPIC under APICv.
+# 0006: its x2APIC vCPU writes ICR (MSR 830H) with valid, reserved-bit
+# (#GP) and non-virtualizable values and reads each back; with IPI
+# virtualization KVM stops intercepting MSR 830H, so no write of it may
+# reach KVM as an MSR-write exit.
+count_begin kvm_msr "write == 1 && ecx == 0x830"
 run xapic_state_test 300
+count_end kvm_msr
+want xapic_state_test && echo "# xapic_state_test: $COUNT WRMSR 830H exits"
+if want xapic_state_test && [ "$ipiv_on" = 1 ]; then
+	tap_check "0006: xapic_state_test: no WRMSR 830H exits with IPIv (got $COUNT)" \
+		[ "$COUNT" = 0 ]
+fi
 # 0002-0004: IPIs delivered by posted interrupts / virtual-interrupt
 # delivery to a halting vCPU while the sender spins with IF=0.
+# 0006: with IPI virtualization its xAPIC ICR writes are virtualized: no
+# APIC-write VM exit (reason 56) for offset 300H.
 if want xapic_ipi_test; then
+	count_begin kvm_exit "exit_reason == 56 && info1 == 0x300"
 	t0=$(cut -d' ' -f1 /proc/uptime)
 	run xapic_ipi_test 300 -s 5
 	t1=$(cut -d' ' -f1 /proc/uptime)
+	count_end kvm_exit
 	n=$(sed -n 's/^Sending vCPU sent \([0-9]*\) IPIs.*/\1/p' /tmp/tap-run.log)
 	r=$(sed -n 's/.*received \([0-9]*\) IPIs.*/\1/p' /tmp/tap-run.log)
 	# ~8000 with 2 CPUs, ~1300 with 1 (both vCPUs on one host CPU); ~10
@@ -83,6 +125,11 @@ if want xapic_ipi_test; then
 	# ~8 s with it).
 	tap_check "0004: xapic_ipi_test -s 5 ends within 20 s of guest time" \
 		[ "$(echo "$t0 $t1" | awk '{print ($2 - $1 <= 20)}')" = 1 ]
+	echo "# xapic_ipi_test: $COUNT APIC-write exits for ICR (300H)"
+	if [ "$ipiv_on" = 1 ]; then
+		tap_check "0006: xapic_ipi_test: IPIs virtualized, no APIC-write exits for ICR (got $COUNT)" \
+			[ "$COUNT" = 0 ]
+	fi
 fi
 run vmx_preemption_timer_test 300
 run vmx_apicv_updates_test 300

@@ -61,7 +61,7 @@ debugfs_counter() {
 host_checks() {
 	tap_check "insmod kvm-intel.ko" kvm_load
 	kvm_report_host
-	for p in enable_apicv nested ept; do
+	for p in enable_apicv nested ept enable_ipiv; do
 		tap_check "kvm_intel.$p=Y" [ "$(kvm_intel_param $p)" = Y ]
 	done
 	tap_dmesg_clean "boot: no kernel warnings"
