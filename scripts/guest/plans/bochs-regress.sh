@@ -3,7 +3,7 @@
 # Guest plan (sourced by the rig's /init) for the Bochs VMX fixes in
 # patches/bochs/: runs the KVM selftests that failed on Bochs without them,
 # plus the peer tests, on the emulated Intel host.  Driven by
-# patches/bochs/regress; kad.bochs_tests="a b c" on the command line limits
+# scripts/bochs-regress; kad.bochs_tests="a b c" on the command line limits
 # the run to those tests.
 . /lib/kad/kvm.sh
 T=/tests
