@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: GPL-2.0
-# kad-payload: selftests module request-only
+# kad-payload: selftests module request-only series-selftests
 # The emulated Intel host's suite (Bochs, Skylake-X): KVM's VMX setup, then
 # the upstream peer tests and the project's nested APICv tests in each
 # configuration:
@@ -114,13 +114,17 @@ refusals() {
 # --- (u) upstream 7.2 ------------------------------------------------------
 # The unpatched base's kvm-intel.ko on the same vmlinux and kvm.ko is
 # upstream 7.2 (plus patches/test's VMPTRLD counter): the peers and the
-# project tests that need no module must do there what they do in (a).
+# project tests that need no module must do there what they do in (a), and
+# the selftests series' tests, built in its tree (/series-tests), pass.
 config_u() {
 	local t
 	kvm_unload
 	if tap_check "u:upstream-7.2: insmod unpatched kvm-intel.ko" kvm_load $M/unpatched/kvm-intel.ko; then
 		for t in $PEER $OWN_IN_U; do
 			tap_run "u:upstream-7.2: $t" 300 "$T/$t"
+		done
+		for t in $(ls /series-tests 2>/dev/null); do
+			tap_run "u:upstream-7.2: series: $t" 300 "/series-tests/$t"
 		done
 		kvm_unload
 	fi
