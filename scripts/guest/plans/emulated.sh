@@ -123,6 +123,8 @@ config_u() {
 		for t in $PEER $OWN_IN_U; do
 			tap_run "u:upstream-7.2: $t" 300 "$T/$t"
 		done
+		[ -n "$(ls /series-tests 2>/dev/null)" ] ||
+			tap_not_ok "u:upstream-7.2: series: no tests in /series-tests"
 		for t in $(ls /series-tests 2>/dev/null); do
 			tap_run "u:upstream-7.2: series: $t" 300 "/series-tests/$t"
 		done
