@@ -3,7 +3,8 @@
 # kvm-apicv-defer: top-level entry points.  The module itself is built by
 # Kbuild (see Kbuild); these targets drive the rig around it.
 
-.PHONY: all check check-fresh bootstrap kernel module run boot series bench bench-host dkms docs help
+.PHONY: all check check-fresh bootstrap kernel module run boot series bench bench-host dkms docs help \
+	packages check-packages
 
 all: module
 
@@ -20,6 +21,9 @@ help:
 	@echo "make bench      hook and deferral cost on the emulated host (out/bench/)"
 	@echo "make bench-host the same benchmark on a real Intel host with VMX"
 	@echo "make dkms       check that dkms builds the module for the rig's kernel"
+	@echo "make packages   Debian packages for a real Intel host: linux-image, linux-headers"
+	@echo "                (bindeb-pkg) and kvm-apicv-defer-dkms, in out/packages/"
+	@echo "make check-packages  install them in a clean bookworm root, DKMS-build, boot (b)"
 	@echo "make docs       build Documentation/ (docutils, warnings are errors)"
 	@echo "make bootstrap  install the toolchain (Debian, rustup, crates.io)"
 
@@ -55,6 +59,12 @@ bench-host:
 
 dkms:
 	@scripts/dkms-check
+
+packages:
+	@scripts/build-packages
+
+check-packages:
+	@scripts/check-packages
 
 docs:
 	@scripts/build-docs
