@@ -21,6 +21,16 @@
  * injects it while the CPU still has it in RVI) makes the counts differ the
  * same way.
  *
+ * Placement: with two host CPUs or more, the vCPU threads are pinned to
+ * different CPUs, so the toggler's IPIs are posted from one CPU to the
+ * nester running on another, often in L2 right after it took the update the
+ * toggle made (which kvm_apicv_defer.ko defers to the next VM-Exit): KVM
+ * sends the posted-interrupt notification across CPUs, and the nester's CPU
+ * takes it outside non-root mode (vmcs02 has L2's notification vector, not
+ * L1's).  The test prints the host's per-CPU PIN and
+ * NPI counts of /proc/interrupts before and after; the rig's plans check
+ * that they moved.
+ *
  * Bounded in count (-n, default 300 toggles) and in guest time (-s, default
  * 10 s of toggling, 2 s per IPI); userspace gives the vCPUs a hard deadline.
  *
@@ -202,8 +212,10 @@ static void help(const char *name)
 
 int main(int argc, char *argv[])
 {
+	struct host_irq_count pin_before, pin_after, npi_before, npi_after;
 	struct vcpu_thread toggler = {}, nester = {};
 	struct timespec deadline;
+	pthread_t threads[2];
 	gva_t vmx_pages_gva;
 	struct kvm_vm *vm;
 	u64 sent, received, runs;
@@ -241,10 +253,19 @@ int main(int argc, char *argv[])
 	sync_global_to_guest(vm, nr_toggles);
 	sync_global_to_guest(vm, budget_seconds);
 
+	host_irq_read("PIN", &pin_before);
+	host_irq_read("NPI", &npi_before);
+
 	TEST_ASSERT(!pthread_create(&nester.thread, NULL, vcpu_thread_main, &nester),
 		    "pthread_create() failed");
 	TEST_ASSERT(!pthread_create(&toggler.thread, NULL, vcpu_thread_main, &toggler),
 		    "pthread_create() failed");
+	threads[0] = toggler.thread;
+	threads[1] = nester.thread;
+	ksft_print_msg("vCPU threads %s\n",
+		       pin_threads_to_distinct_cpus(threads, 2) ?
+		       "pinned to two host CPUs" :
+		       "not pinned (fewer than two host CPUs)");
 
 	clock_gettime(CLOCK_REALTIME, &deadline);
 	deadline.tv_sec += budget_seconds + HOST_SLACK_SECONDS;
@@ -254,6 +275,11 @@ int main(int argc, char *argv[])
 	sent = read_guest_u64(vm, &ipis_sent);
 	received = read_guest_u64(vm, &ipis_received);
 	runs = read_guest_u64(vm, &nested_runs);
+
+	host_irq_read("PIN", &pin_after);
+	host_irq_read("NPI", &npi_after);
+	host_irq_print_delta("PIN", &pin_before, &pin_after);
+	host_irq_print_delta("NPI", &npi_before, &npi_after);
 
 	ksft_print_msg("%lu inhibit toggles, %lu IPIs sent, %lu received, %lu L1->L2->L1 cycles\n",
 		       toggler.toggles, sent, received, runs);
