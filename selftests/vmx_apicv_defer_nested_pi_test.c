@@ -55,10 +55,10 @@
  * the notifications cross CPUs.  The host counts a nested notification
  * ("NPI" in /proc/interrupts) only when it reaches vCPU0's CPU in root mode,
  * e.g. right after one of L2's exits to L0 (in non-root mode the CPU
- * processes it itself): a few percent of them in the emulated host, hence
- * 96 posts per round.  The test prints the host's per-CPU PIN and NPI
+ * processes it itself): 1 to 8 % of them in the emulated host, hence
+ * 256 posts per round.  The test prints the host's per-CPU PIN and NPI
  * counts; it does not judge them (the rig's plan does).  -r rounds (4), -p
- * posts per round (96).
+ * posts per round (256).
  *
  * Request-only build: must fail.
  */
@@ -80,7 +80,7 @@
 #define SENDER_APIC_ID		1
 
 #define DEFAULT_ROUNDS		4
-#define DEFAULT_POSTS		96
+#define DEFAULT_POSTS		256
 /* L1 IPIs per round: while L2 runs (VM-Exits), then in L1. */
 #define L1_IPIS_IN_L2		3
 #define L1_IPIS_IN_L1		3

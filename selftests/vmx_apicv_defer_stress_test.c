@@ -6,9 +6,10 @@
  * and another value in a loop, which sets and clears the VM-wide
  * APIC_ID_MODIFIED inhibit, i.e. KVM_REQ_APICV_UPDATE for every vCPU, as fast
  * as it can.  vCPU1, the nester, meanwhile cycles L1 -> L2 -> L1: L2 takes a
- * few exits to L0 and VMCALLs back.  The updates land on vCPU1 at random
- * points, in L1 (vmcs01 written right away) and in L2 (vmcs01 updated through
- * the guard or deferred to the VM-Exit), racing with its nested transitions.
+ * few exits to L0, spins a while without exiting and VMCALLs back.  The
+ * updates land on vCPU1 at random points, in L1 (vmcs01 written right away)
+ * and in L2 (vmcs01 updated through the guard or deferred to the VM-Exit),
+ * racing with its nested transitions.
  *
  * Once vCPU1 has enabled its APIC (a fixed IPI to a software-disabled APIC
  * is dropped), vCPU0 sends vCPU1 one fixed IPI after each toggle and waits
@@ -52,6 +53,10 @@
 #define IPI_TIMEOUT_MS		2000
 #define READY_TIMEOUT_MS	10000
 #define NR_L2_MSR_EXITS		10
+/* Loop iterations L2 runs without exiting, between its exits to L0. */
+#define NR_L2_SPINS		50000
+/* Delays between a toggle and its IPI: 0, 1, 2 or 3 times this. */
+#define TOGGLER_DELAY_US	100
 #define DEFAULT_NR_TOGGLES	300
 #define DEFAULT_SECONDS		10
 /* Host-side deadline on top of the guest's own budget. */
@@ -99,6 +104,12 @@ static void toggler_guest_code(void)
 			break;
 
 		xapic_write_reg(APIC_ID, (i & 1 ? 0 : TOGGLER_ALT_APIC_ID) << 24);
+		/*
+		 * The toggle kicked the nester out of guest mode to take the
+		 * update; give it (sometimes) time to enter L2 again, so that
+		 * the IPI is posted to it while it runs L2 on its CPU.
+		 */
+		udelay((i % 4) * TOGGLER_DELAY_US);
 
 		ipis_sent++;
 		xapic_write_reg(APIC_ICR2, SET_APIC_DEST_FIELD(NESTER_APIC_ID));
@@ -118,10 +129,24 @@ static void toggler_guest_code(void)
 	GUEST_DONE();
 }
 
+/*
+ * Stay in non-root mode for a while: an IPI the toggler sends from another
+ * CPU then finds the nester running L2, and KVM's posted-interrupt
+ * notification makes it exit to L0 (the host counts it as PIN).
+ */
+static void l2_spin(int nr)
+{
+	int i;
+
+	for (i = 0; i < nr; i++)
+		__asm__ __volatile__("" ::: "memory");
+}
+
 static void l2_guest_code(void)
 {
 	for (;;) {
 		l2_exits_to_l0(NR_L2_MSR_EXITS);
+		l2_spin(NR_L2_SPINS);
 		vmcall();
 	}
 }
