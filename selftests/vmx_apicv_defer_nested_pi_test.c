@@ -182,6 +182,18 @@ static void receiver_ipi_handler(struct ex_regs *regs)
 	xapic_eoi_and_check(L1_IPI_VECTOR, 0);
 }
 
+/*
+ * Nothing sends 0xff, the xAPIC's spurious vector.  In L2 it means an RVI of
+ * 0xff: a CPU that processes a notification whose PIR is empty (KVM already
+ * moved the PIR to the virtual IRR) must leave RVI alone; Bochs 3.0 sets it
+ * to 0xff, its "no vector" as a byte.
+ */
+static void spurious_vector_handler(struct ex_regs *regs)
+{
+	GUEST_FAIL("Vector 0xff at RIP 0x%lx (L2: RVI 0xff after an empty PIR?)",
+		   regs->rip);
+}
+
 static void unexpected_notification_handler(struct ex_regs *regs)
 {
 	GUEST_FAIL("L1 took the notification vector 0x%x: KVM did not process it for L2",
@@ -483,6 +495,7 @@ int main(int argc, char *argv[])
 	vm_install_exception_handler(vm, L2_POSTED_VECTOR, l2_posted_handler);
 	vm_install_exception_handler(vm, NOTIFICATION_VECTOR,
 				     unexpected_notification_handler);
+	vm_install_exception_handler(vm, 0xff, spurious_vector_handler);
 	sync_global_to_guest(vm, nr_rounds);
 	sync_global_to_guest(vm, nr_posts);
 
