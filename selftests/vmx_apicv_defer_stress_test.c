@@ -6,9 +6,10 @@
  * and another value in a loop, which sets and clears the VM-wide
  * APIC_ID_MODIFIED inhibit, i.e. KVM_REQ_APICV_UPDATE for every vCPU, as fast
  * as it can.  vCPU1, the nester, meanwhile cycles L1 -> L2 -> L1: L2 takes a
- * few exits to L0 and VMCALLs back.  The updates land on vCPU1 at random
- * points, in L1 (vmcs01 written right away) and in L2 (vmcs01 updated through
- * the guard or deferred to the VM-Exit), racing with its nested transitions.
+ * few exits to L0, spins a while without exiting and VMCALLs back.  The
+ * updates land on vCPU1 at random points, in L1 (vmcs01 written right away)
+ * and in L2 (vmcs01 updated through the guard or deferred to the VM-Exit),
+ * racing with its nested transitions.
  *
  * Once vCPU1 has enabled its APIC (a fixed IPI to a software-disabled APIC
  * is dropped), vCPU0 sends vCPU1 one fixed IPI after each toggle and waits
@@ -20,6 +21,16 @@
  * and the bounded wait fails; one that a stale vmcs01 delivers twice (KVM
  * injects it while the CPU still has it in RVI) makes the counts differ the
  * same way.
+ *
+ * Placement: with two host CPUs or more, the vCPU threads are pinned to
+ * different CPUs, so the toggler's IPIs are posted from one CPU to the
+ * nester running on another, often in L2 right after it took the update the
+ * toggle made (which kvm_apicv_defer.ko defers to the next VM-Exit): KVM
+ * sends the posted-interrupt notification across CPUs, and the nester's CPU
+ * takes it outside non-root mode (vmcs02 has L2's notification vector, not
+ * L1's).  The test prints the host's per-CPU PIN and
+ * NPI counts of /proc/interrupts before and after; the rig's plans check
+ * that they moved.
  *
  * Bounded in count (-n, default 300 toggles) and in guest time (-s, default
  * 10 s of toggling, 2 s per IPI); userspace gives the vCPUs a hard deadline.
@@ -42,6 +53,10 @@
 #define IPI_TIMEOUT_MS		2000
 #define READY_TIMEOUT_MS	10000
 #define NR_L2_MSR_EXITS		10
+/* Loop iterations L2 runs without exiting, between its exits to L0. */
+#define NR_L2_SPINS		50000
+/* Delays between a toggle and its IPI: 0, 1, 2 or 3 times this. */
+#define TOGGLER_DELAY_US	100
 #define DEFAULT_NR_TOGGLES	300
 #define DEFAULT_SECONDS		10
 /* Host-side deadline on top of the guest's own budget. */
@@ -89,6 +104,12 @@ static void toggler_guest_code(void)
 			break;
 
 		xapic_write_reg(APIC_ID, (i & 1 ? 0 : TOGGLER_ALT_APIC_ID) << 24);
+		/*
+		 * The toggle kicked the nester out of guest mode to take the
+		 * update; give it (sometimes) time to enter L2 again, so that
+		 * the IPI is posted to it while it runs L2 on its CPU.
+		 */
+		udelay((i % 4) * TOGGLER_DELAY_US);
 
 		ipis_sent++;
 		xapic_write_reg(APIC_ICR2, SET_APIC_DEST_FIELD(NESTER_APIC_ID));
@@ -108,10 +129,24 @@ static void toggler_guest_code(void)
 	GUEST_DONE();
 }
 
+/*
+ * Stay in non-root mode for a while: an IPI the toggler sends from another
+ * CPU then finds the nester running L2, and KVM's posted-interrupt
+ * notification makes it exit to L0 (the host counts it as PIN).
+ */
+static void l2_spin(int nr)
+{
+	int i;
+
+	for (i = 0; i < nr; i++)
+		__asm__ __volatile__("" ::: "memory");
+}
+
 static void l2_guest_code(void)
 {
 	for (;;) {
 		l2_exits_to_l0(NR_L2_MSR_EXITS);
+		l2_spin(NR_L2_SPINS);
 		vmcall();
 	}
 }
@@ -202,8 +237,10 @@ static void help(const char *name)
 
 int main(int argc, char *argv[])
 {
+	struct host_irq_count pin_before, pin_after, npi_before, npi_after;
 	struct vcpu_thread toggler = {}, nester = {};
 	struct timespec deadline;
+	pthread_t threads[2];
 	gva_t vmx_pages_gva;
 	struct kvm_vm *vm;
 	u64 sent, received, runs;
@@ -241,10 +278,19 @@ int main(int argc, char *argv[])
 	sync_global_to_guest(vm, nr_toggles);
 	sync_global_to_guest(vm, budget_seconds);
 
+	host_irq_read("PIN", &pin_before);
+	host_irq_read("NPI", &npi_before);
+
 	TEST_ASSERT(!pthread_create(&nester.thread, NULL, vcpu_thread_main, &nester),
 		    "pthread_create() failed");
 	TEST_ASSERT(!pthread_create(&toggler.thread, NULL, vcpu_thread_main, &toggler),
 		    "pthread_create() failed");
+	threads[0] = toggler.thread;
+	threads[1] = nester.thread;
+	ksft_print_msg("vCPU threads %s\n",
+		       pin_threads_to_distinct_cpus(threads, 2) ?
+		       "pinned to two host CPUs" :
+		       "not pinned (fewer than two host CPUs)");
 
 	clock_gettime(CLOCK_REALTIME, &deadline);
 	deadline.tv_sec += budget_seconds + HOST_SLACK_SECONDS;
@@ -254,6 +300,11 @@ int main(int argc, char *argv[])
 	sent = read_guest_u64(vm, &ipis_sent);
 	received = read_guest_u64(vm, &ipis_received);
 	runs = read_guest_u64(vm, &nested_runs);
+
+	host_irq_read("PIN", &pin_after);
+	host_irq_read("NPI", &npi_after);
+	host_irq_print_delta("PIN", &pin_before, &pin_after);
+	host_irq_print_delta("NPI", &npi_before, &npi_after);
 
 	ksft_print_msg("%lu inhibit toggles, %lu IPIs sent, %lu received, %lu L1->L2->L1 cycles\n",
 		       toggler.toggles, sent, received, runs);

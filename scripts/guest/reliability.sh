@@ -15,8 +15,9 @@ unload_module() {
 # left to KVM), the guests' IPI counts must match (so the updates KVM
 # applied after an unload were applied right), and nothing splats.
 load_cycles() {
-	local n=$1 i=0 runs=0 failed_runs=0 stress_pid= mark force
+	local n=$1 i=0 runs=0 failed_runs=0 stress_pid= mark force pin0
 	mark=$(dmesg | wc -l)
+	pin0=$(irq_total PIN)
 	: >/tmp/stress.log
 	while [ $i -lt "$n" ]; do
 		# Keep the nested load running for the whole loop: restart the
@@ -53,17 +54,25 @@ load_cycles() {
 		[ "$1" -eq "$i" -a "$6" -eq 0 ]
 	tap_check "r: the module deferred updates during the cycles" [ "$2" -gt 0 ]
 	tap_check "r: stress test's IPI counts matched in all $runs runs" [ "$failed_runs" -eq 0 ]
-	posted_interrupts r
+	posted_interrupts r PIN "$pin0" "posted-interrupt notifications"
 }
 
-# posted_interrupts LABEL: the per-CPU posted-interrupt counts of
-# /proc/interrupts as diagnostics; with two CPUs or more, a check that
-# notifications posted from one CPU reached another outside guest mode
-# (PIN), i.e. that the run raced senders against running vCPUs at all.
+# irq_total NAME: NAME's line of /proc/interrupts (PIN, NPI, ...), summed
+# over the CPUs.
+irq_total() {
+	awk -v name="$1:" '$1 == name { for (i = 2; i <= NF && $i ~ /^[0-9]+$/; i++) s += $i }
+		END { print s + 0 }' /proc/interrupts
+}
+
+# posted_interrupts LABEL NAME SINCE WHAT: the per-CPU posted-interrupt
+# counts of /proc/interrupts as diagnostics; with two CPUs or more, a check
+# that NAME's total moved since it was SINCE: notifications (WHAT) sent from
+# one CPU reached another outside guest mode, i.e. that the run raced
+# senders against running vCPUs at all.
 posted_interrupts() {
-	local pin
+	local now
 	grep -E '^ *(CPU|PIN|NPI|PIW)' /proc/interrupts | sed "s/^/# $1: /"
 	[ "$(grep -c '^processor' /proc/cpuinfo)" -ge 2 ] || return 0
-	pin=$(awk '$1 == "PIN:" { for (i = 2; i <= NF && $i ~ /^[0-9]+$/; i++) s += $i } END { print s + 0 }' /proc/interrupts)
-	tap_check "$1: posted-interrupt notifications seen on an SMP host ($pin)" [ "$pin" -gt 0 ]
+	now=$(irq_total "$2")
+	tap_check "$1: $4 ($2) seen on an SMP host (+$((now - $3)))" [ "$now" -gt "$3" ]
 }

@@ -8,6 +8,7 @@
 #ifndef SELFTEST_KVM_VMX_APICV_UTIL_H
 #define SELFTEST_KVM_VMX_APICV_UTIL_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <unistd.h>
 
@@ -158,5 +159,104 @@ bool apicv_defer_read_counter(const char *name, long long *value);
 #define VMPTRLD_COUNT	"/sys/module/kvm_intel/parameters/vmptrld_count"
 
 long long read_vmptrld_count(void);
+
+/* --- Posted interrupts that L1 gives L2 ---------------------------------- */
+
+/*
+ * The posted-interrupt descriptor (SDM "Posted-Interrupt Processing"): 256
+ * PIR bits, then the outstanding-notification bit ON.  The notification
+ * vector and destination fields after ON are for whoever posts (an IOMMU or
+ * the hypervisor's sender); a CPU processing posted interrupts reads only
+ * PIR and ON, so the tests leave them zero.  64-byte aligned.
+ */
+struct posted_intr_desc {
+	u32 pir[8];
+	u64 control;
+	u32 rsvd[6];
+} __aligned(64);
+
+#define PI_DESC_ON		BIT_ULL(0)
+
+#ifndef INTR_INFO_VALID_MASK
+#define INTR_INFO_VECTOR_MASK	0xffu
+#define INTR_INFO_VALID_MASK	BIT(31)
+#endif
+
+/*
+ * What L1 needs to give L2 posted interrupts: the descriptor and L2's
+ * virtual-APIC page, each with its guest-physical address for vmcs12.
+ * Allocated by vcpu_alloc_l2_posted_intr(), one per L2.
+ */
+struct l2_posted_intr_pages {
+	struct posted_intr_desc *desc;
+	u64 desc_gpa;
+	void *virtual_apic;
+	u64 virtual_apic_gpa;
+};
+
+struct l2_posted_intr_pages *vcpu_alloc_l2_posted_intr(struct kvm_vm *vm,
+						       gva_t *p_gva);
+
+/*
+ * In L1, with L2's VMCS current (after l1_prepare_l2()): give L2 posted
+ * interrupts with notification vector @notification_vector, i.e. external-
+ * interrupt exiting with acknowledge-on-exit, a TPR shadow on the
+ * virtual-APIC page, virtual-interrupt delivery and, so that L2 can EOI by
+ * WRMSR without an APIC-access page, virtualized x2APIC mode (L2 EOIs with
+ * l2_x2apic_eoi()).  Asserts that the CPU (KVM) offers these controls.
+ */
+void l1_enable_l2_posted_intr(struct l2_posted_intr_pages *pi,
+			      u8 notification_vector);
+
+/*
+ * In L1, as a sender: post @vector in @desc (PIR bit, then ON).  Returns
+ * true if ON was clear, i.e. a notification must be sent.
+ */
+bool pi_desc_post(struct posted_intr_desc *desc, u8 vector);
+
+/* Whether @vector is set in a virtual-APIC page's ISR, IRR or TMR (@reg). */
+bool vapic_vector_is_set(void *virtual_apic, unsigned int reg, u8 vector);
+
+/* In L2 given virtualized x2APIC mode: a virtualized EOI (WRMSR 0x80b). */
+static inline void l2_x2apic_eoi(void)
+{
+	x2apic_write_reg(APIC_EOI, 0);
+}
+
+/* A fixed, physical-destination xAPIC IPI. */
+void xapic_send_ipi(u8 dest_apic_id, u8 vector);
+
+/* --- Host CPUs ------------------------------------------------------------ */
+
+/*
+ * Per-CPU counts of one line of the host's /proc/interrupts, e.g. "PIN"
+ * (posted-interrupt notifications for L1 taken outside guest mode), "NPI"
+ * (nested posted-interrupt notifications, i.e. for an L2, taken outside
+ * guest mode) or "PIW" (posted-interrupt wakeups).
+ */
+#define HOST_IRQ_MAX_CPUS	64
+
+struct host_irq_count {
+	int nr_cpus;
+	unsigned long long cpu[HOST_IRQ_MAX_CPUS];
+};
+
+/* Read the line @name; false (nr_cpus 0) if the host has no such line. */
+bool host_irq_read(const char *name, struct host_irq_count *count);
+
+/*
+ * Print "NAME: +a +b ... (per CPU), +total" as a TAP diagnostic and return
+ * the total of @after - @before.
+ */
+unsigned long long host_irq_print_delta(const char *name,
+					const struct host_irq_count *before,
+					const struct host_irq_count *after);
+
+/*
+ * Pin @nr threads to distinct CPUs of the process's affinity mask, in its
+ * order, so that interrupts they send each other cross CPUs.  Returns false
+ * (pinning nothing) if the mask has fewer than @nr CPUs.
+ */
+bool pin_threads_to_distinct_cpus(pthread_t *threads, int nr);
 
 #endif /* SELFTEST_KVM_VMX_APICV_UTIL_H */

@@ -3,7 +3,10 @@
  * Helpers for nested VMX tests of L1's APICv state (vmx_apicv_util.h).
  */
 #include <fcntl.h>
+#include <sched.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/mount.h>
 
 #include "test_util.h"
@@ -287,4 +290,161 @@ long long read_vmptrld_count(void)
 	long long v;
 
 	return read_number(VMPTRLD_COUNT, &v) ? -1 : v;
+}
+
+struct l2_posted_intr_pages *vcpu_alloc_l2_posted_intr(struct kvm_vm *vm,
+						       gva_t *p_gva)
+{
+	gva_t gva = vm_alloc_page(vm);
+	struct l2_posted_intr_pages *pi = addr_gva2hva(vm, gva);
+
+	/* A page each: page aligned is 64-byte aligned. */
+	pi->desc = (void *)vm_alloc_page(vm);
+	pi->desc_gpa = addr_gva2gpa(vm, (gva_t)pi->desc);
+	memset(addr_gva2hva(vm, (gva_t)pi->desc), 0, getpagesize());
+
+	pi->virtual_apic = (void *)vm_alloc_page(vm);
+	pi->virtual_apic_gpa = addr_gva2gpa(vm, (gva_t)pi->virtual_apic);
+	memset(addr_gva2hva(vm, (gva_t)pi->virtual_apic), 0, getpagesize());
+
+	*p_gva = gva;
+	return pi;
+}
+
+/* The allowed-1 settings (high half) of a VMX capability MSR have @bits. */
+static bool vmx_ctls_allow(u32 msr, u32 bits)
+{
+	return ((rdmsr(msr) >> 32) & bits) == bits;
+}
+
+void l1_enable_l2_posted_intr(struct l2_posted_intr_pages *pi,
+			      u8 notification_vector)
+{
+	u32 secondary = SECONDARY_EXEC_VIRTUALIZE_X2APIC_MODE |
+			SECONDARY_EXEC_VIRTUAL_INTR_DELIVERY;
+	u32 pin = PIN_BASED_EXT_INTR_MASK | PIN_BASED_POSTED_INTR;
+
+	__GUEST_ASSERT(vmx_ctls_allow(MSR_IA32_VMX_TRUE_PINBASED_CTLS, pin),
+		       "No posted interrupts for L2 (kvm_intel.enable_apicv=N?)");
+	GUEST_ASSERT(vmx_ctls_allow(MSR_IA32_VMX_TRUE_EXIT_CTLS,
+				    VM_EXIT_ACK_INTR_ON_EXIT));
+	GUEST_ASSERT(vmx_ctls_allow(MSR_IA32_VMX_TRUE_PROCBASED_CTLS,
+				    CPU_BASED_TPR_SHADOW |
+				    CPU_BASED_ACTIVATE_SECONDARY_CONTROLS));
+	GUEST_ASSERT(vmx_ctls_allow(MSR_IA32_VMX_PROCBASED_CTLS2, secondary));
+
+	vmwrite(PIN_BASED_VM_EXEC_CONTROL,
+		vmreadz(PIN_BASED_VM_EXEC_CONTROL) | pin);
+	vmwrite(VM_EXIT_CONTROLS,
+		vmreadz(VM_EXIT_CONTROLS) | VM_EXIT_ACK_INTR_ON_EXIT);
+	vmwrite(CPU_BASED_VM_EXEC_CONTROL,
+		vmreadz(CPU_BASED_VM_EXEC_CONTROL) | CPU_BASED_TPR_SHADOW |
+		CPU_BASED_ACTIVATE_SECONDARY_CONTROLS);
+	vmwrite(SECONDARY_VM_EXEC_CONTROL,
+		vmreadz(SECONDARY_VM_EXEC_CONTROL) | secondary);
+
+	vmwrite(VIRTUAL_APIC_PAGE_ADDR, pi->virtual_apic_gpa);
+	vmwrite(TPR_THRESHOLD, 0);
+	vmwrite(EOI_EXIT_BITMAP0, 0);
+	vmwrite(EOI_EXIT_BITMAP1, 0);
+	vmwrite(EOI_EXIT_BITMAP2, 0);
+	vmwrite(EOI_EXIT_BITMAP3, 0);
+	vmwrite(GUEST_INTR_STATUS, 0);
+	vmwrite(POSTED_INTR_NV, notification_vector);
+	vmwrite(POSTED_INTR_DESC_ADDR, pi->desc_gpa);
+}
+
+bool pi_desc_post(struct posted_intr_desc *desc, u8 vector)
+{
+	u64 old;
+
+	__atomic_fetch_or(&desc->pir[vector / 32], BIT(vector % 32),
+			  __ATOMIC_SEQ_CST);
+	old = __atomic_fetch_or(&desc->control, PI_DESC_ON, __ATOMIC_SEQ_CST);
+	return !(old & PI_DESC_ON);
+}
+
+bool vapic_vector_is_set(void *virtual_apic, unsigned int reg, u8 vector)
+{
+	u32 *word = virtual_apic + reg + APIC_VECTOR_TO_REG_OFFSET(vector);
+
+	return *(volatile u32 *)word & BIT(APIC_VECTOR_TO_BIT_NUMBER(vector));
+}
+
+void xapic_send_ipi(u8 dest_apic_id, u8 vector)
+{
+	xapic_write_reg(APIC_ICR2, SET_APIC_DEST_FIELD(dest_apic_id));
+	xapic_write_reg(APIC_ICR, APIC_DEST_PHYSICAL | APIC_DM_FIXED | vector);
+}
+
+bool host_irq_read(const char *name, struct host_irq_count *count)
+{
+	size_t len = strlen(name);
+	char *line = NULL, *p, *end;
+	size_t size = 0;
+	bool found = false;
+	FILE *f;
+
+	count->nr_cpus = 0;
+	f = fopen("/proc/interrupts", "r");
+	if (!f)
+		return false;
+	while (!found && getline(&line, &size, f) > 0) {
+		p = line + strspn(line, " ");
+		if (strncmp(p, name, len) || p[len] != ':')
+			continue;
+		found = true;
+		p += len + 1;
+		while (count->nr_cpus < HOST_IRQ_MAX_CPUS) {
+			unsigned long long v = strtoull(p, &end, 10);
+
+			/* The per-CPU columns end where the description starts. */
+			if (end == p)
+				break;
+			count->cpu[count->nr_cpus++] = v;
+			p = end;
+		}
+	}
+	free(line);
+	fclose(f);
+	return found;
+}
+
+unsigned long long host_irq_print_delta(const char *name,
+					const struct host_irq_count *before,
+					const struct host_irq_count *after)
+{
+	unsigned long long total = 0, d;
+	char buf[512];
+	int i, n = 0;
+
+	buf[0] = '\0';
+	for (i = 0; i < after->nr_cpus; i++) {
+		d = after->cpu[i] - (i < before->nr_cpus ? before->cpu[i] : 0);
+		total += d;
+		n += snprintf(buf + n, sizeof(buf) - n, " CPU%d +%llu", i, d);
+		if (n >= (int)sizeof(buf))
+			break;
+	}
+	ksft_print_msg("host /proc/interrupts %s:%s, total +%llu\n",
+		       name, after->nr_cpus ? buf : " (no such line)", total);
+	return total;
+}
+
+bool pin_threads_to_distinct_cpus(pthread_t *threads, int nr)
+{
+	int cpu = -1, i;
+	cpu_set_t mask;
+
+	TEST_ASSERT(!sched_getaffinity(0, sizeof(mask), &mask),
+		    "sched_getaffinity() failed");
+	if (CPU_COUNT(&mask) < nr)
+		return false;
+	for (i = 0; i < nr; i++) {
+		do {
+			cpu++;
+		} while (!CPU_ISSET(cpu, &mask));
+		pin_task_to_cpu(threads[i], cpu);
+	}
+	return true;
 }

@@ -35,7 +35,7 @@ OWN=$(cd $T && ls vmx_apicv_defer_*_test 2>/dev/null)
 # it: not marked, not judged there.
 MUST_FAIL=$T/must-fail-request-only
 # Project tests that need no module, run on upstream 7.2's kvm-intel too.
-OWN_IN_U="vmx_apicv_defer_exit_paths_test"
+OWN_IN_U="vmx_apicv_defer_exit_paths_test vmx_apicv_defer_nested_pi_test"
 # Upstream's vmx_apicv_updates_test cannot: its two APICv toggles while L2
 # runs cancel out (vmcs01 is stale-off, then wanted off again) before L1
 # needs virtual-interrupt delivery.  Its result in (c) is shown, not judged.
@@ -75,7 +75,7 @@ config_a() {
 
 # --- (b) module loaded -----------------------------------------------------
 config_b() {
-	local mark c
+	local mark c npi0
 	mark=$(dmesg | wc -l)
 	tap_check "b:module: insmod kvm_apicv_defer_kunit.ko" insmod $M/kvm_apicv_defer_kunit.ko
 	dmesg | tail -n +"$((mark + 1))" >/tmp/kunit.log
@@ -83,7 +83,12 @@ config_b() {
 	rmmod kvm_apicv_defer_kunit
 	if tap_check "b:module: insmod kvm_apicv_defer.ko" insmod $M/kvm_apicv_defer.ko; then
 		dmesg | grep 'kvm_apicv_defer:' | tail -1 | sed 's/^/# /'
+		npi0=$(irq_total NPI)
 		run_suite "b:module"
+		# vmx_apicv_defer_nested_pi_test posts to an L2 from another
+		# CPU while APICv updates are deferred: KVM's nested
+		# posted-interrupt path must have run.
+		posted_interrupts "b:module" NPI "$npi0" "nested posted-interrupt notifications"
 		for c in deferred coalesced applied requests pending; do
 			echo "# b:module: debugfs $c=$(debugfs_counter $c)"
 		done
