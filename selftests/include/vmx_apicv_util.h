@@ -116,50 +116,6 @@ void vcpu_set_blockirq(struct kvm_vcpu *vcpu, bool block);
 void vcpu_change_xapic_id(struct kvm_vcpu *vcpu, u8 old_id, u8 new_id);
 void vcpu_set_xapic_id(struct kvm_vcpu *vcpu, u8 id);
 
-/* --- kvm_apicv_defer.ko and the rig's test instrumentation ---------------- */
-
-/* Out of tree: upstream, this part stays with the module and the rig. */
-
-#define APICV_DEFER_SYSFS		"/sys/module/kvm_apicv_defer"
-#define APICV_DEFER_COUNTERS_DIR	"/sys/kernel/debug/kvm_apicv_defer"
-
-/* The module's debugfs counters, in the order its directory lists them. */
-enum apicv_defer_counter {
-	APICV_DEFER_DEFERRED,
-	APICV_DEFER_COALESCED,
-	APICV_DEFER_APPLIED,
-	APICV_DEFER_REQUESTS,
-	APICV_DEFER_PENDING,
-	NR_APICV_DEFER_COUNTERS,
-};
-
-extern const char * const apicv_defer_counter_names[NR_APICV_DEFER_COUNTERS];
-
-static inline bool apicv_defer_loaded(void)
-{
-	return !access(APICV_DEFER_SYSFS, F_OK);
-}
-
-/*
- * Whether the module's counters can be read: mounts debugfs when the module
- * is loaded and its directory is missing.
- */
-bool apicv_defer_have_counters(void);
-
-/*
- * Read the module's counter @name into @value; false if its file cannot be
- * opened (errno set), the test fails if it cannot be read.
- */
-bool apicv_defer_read_counter(const char *name, long long *value);
-
-/*
- * VMPTRLDs kvm_intel has executed, all CPUs, from the test instrumentation
- * patches/test adds; -1 (errno set) on a kernel without it.
- */
-#define VMPTRLD_COUNT	"/sys/module/kvm_intel/parameters/vmptrld_count"
-
-long long read_vmptrld_count(void);
-
 /* --- Posted interrupts that L1 gives L2 ---------------------------------- */
 
 /*
@@ -258,5 +214,49 @@ unsigned long long host_irq_print_delta(const char *name,
  * (pinning nothing) if the mask has fewer than @nr CPUs.
  */
 bool pin_threads_to_distinct_cpus(pthread_t *threads, int nr);
+
+/* --- kvm_apicv_defer.ko and the rig's test instrumentation ---------------- */
+
+/* Out of tree: upstream, this part stays with the module and the rig. */
+
+#define APICV_DEFER_SYSFS		"/sys/module/kvm_apicv_defer"
+#define APICV_DEFER_COUNTERS_DIR	"/sys/kernel/debug/kvm_apicv_defer"
+
+/* The module's debugfs counters, in the order its directory lists them. */
+enum apicv_defer_counter {
+	APICV_DEFER_DEFERRED,
+	APICV_DEFER_COALESCED,
+	APICV_DEFER_APPLIED,
+	APICV_DEFER_REQUESTS,
+	APICV_DEFER_PENDING,
+	NR_APICV_DEFER_COUNTERS,
+};
+
+extern const char * const apicv_defer_counter_names[NR_APICV_DEFER_COUNTERS];
+
+static inline bool apicv_defer_loaded(void)
+{
+	return !access(APICV_DEFER_SYSFS, F_OK);
+}
+
+/*
+ * Whether the module's counters can be read: mounts debugfs when the module
+ * is loaded and its directory is missing.
+ */
+bool apicv_defer_have_counters(void);
+
+/*
+ * Read the module's counter @name into @value; false if its file cannot be
+ * opened (errno set), the test fails if it cannot be read.
+ */
+bool apicv_defer_read_counter(const char *name, long long *value);
+
+/*
+ * VMPTRLDs kvm_intel has executed, all CPUs, from the test instrumentation
+ * patches/test adds; -1 (errno set) on a kernel without it.
+ */
+#define VMPTRLD_COUNT	"/sys/module/kvm_intel/parameters/vmptrld_count"
+
+long long read_vmptrld_count(void);
 
 #endif /* SELFTEST_KVM_VMX_APICV_UTIL_H */

@@ -242,56 +242,6 @@ void vcpu_set_xapic_id(struct kvm_vcpu *vcpu, u8 id)
 	__vcpu_set_xapic_id(vcpu, false, 0, id);
 }
 
-const char * const apicv_defer_counter_names[NR_APICV_DEFER_COUNTERS] = {
-	[APICV_DEFER_DEFERRED] = "deferred",
-	[APICV_DEFER_COALESCED] = "coalesced",
-	[APICV_DEFER_APPLIED] = "applied",
-	[APICV_DEFER_REQUESTS] = "requests",
-	[APICV_DEFER_PENDING] = "pending",
-};
-
-bool apicv_defer_have_counters(void)
-{
-	if (apicv_defer_loaded() && access(APICV_DEFER_COUNTERS_DIR, F_OK))
-		mount("debugfs", "/sys/kernel/debug", "debugfs", 0, NULL);
-	return !access(APICV_DEFER_COUNTERS_DIR, F_OK);
-}
-
-/* Read a number from sysfs or debugfs; -1 (errno set) if @path won't open. */
-static int read_number(const char *path, long long *value)
-{
-	char buf[32], *end;
-	ssize_t n;
-	int fd;
-
-	fd = open(path, O_RDONLY);
-	if (fd < 0)
-		return -1;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	TEST_ASSERT(n > 0, "Cannot read %s", path);
-	buf[n] = '\0';
-	*value = strtoll(buf, &end, 0);
-	TEST_ASSERT(end != buf && (*end == '\n' || !*end), "Bad %s '%s'",
-		    path, buf);
-	return 0;
-}
-
-bool apicv_defer_read_counter(const char *name, long long *value)
-{
-	char path[128];
-
-	snprintf(path, sizeof(path), APICV_DEFER_COUNTERS_DIR "/%s", name);
-	return !read_number(path, value);
-}
-
-long long read_vmptrld_count(void)
-{
-	long long v;
-
-	return read_number(VMPTRLD_COUNT, &v) ? -1 : v;
-}
-
 struct l2_posted_intr_pages *vcpu_alloc_l2_posted_intr(struct kvm_vm *vm,
 						       gva_t *p_gva)
 {
@@ -447,4 +397,54 @@ bool pin_threads_to_distinct_cpus(pthread_t *threads, int nr)
 		pin_task_to_cpu(threads[i], cpu);
 	}
 	return true;
+}
+
+const char * const apicv_defer_counter_names[NR_APICV_DEFER_COUNTERS] = {
+	[APICV_DEFER_DEFERRED] = "deferred",
+	[APICV_DEFER_COALESCED] = "coalesced",
+	[APICV_DEFER_APPLIED] = "applied",
+	[APICV_DEFER_REQUESTS] = "requests",
+	[APICV_DEFER_PENDING] = "pending",
+};
+
+bool apicv_defer_have_counters(void)
+{
+	if (apicv_defer_loaded() && access(APICV_DEFER_COUNTERS_DIR, F_OK))
+		mount("debugfs", "/sys/kernel/debug", "debugfs", 0, NULL);
+	return !access(APICV_DEFER_COUNTERS_DIR, F_OK);
+}
+
+/* Read a number from sysfs or debugfs; -1 (errno set) if @path won't open. */
+static int read_number(const char *path, long long *value)
+{
+	char buf[32], *end;
+	ssize_t n;
+	int fd;
+
+	fd = open(path, O_RDONLY);
+	if (fd < 0)
+		return -1;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	TEST_ASSERT(n > 0, "Cannot read %s", path);
+	buf[n] = '\0';
+	*value = strtoll(buf, &end, 0);
+	TEST_ASSERT(end != buf && (*end == '\n' || !*end), "Bad %s '%s'",
+		    path, buf);
+	return 0;
+}
+
+bool apicv_defer_read_counter(const char *name, long long *value)
+{
+	char path[128];
+
+	snprintf(path, sizeof(path), APICV_DEFER_COUNTERS_DIR "/%s", name);
+	return !read_number(path, value);
+}
+
+long long read_vmptrld_count(void)
+{
+	long long v;
+
+	return read_number(VMPTRLD_COUNT, &v) ? -1 : v;
 }
