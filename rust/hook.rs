@@ -22,9 +22,23 @@ use crate::{
 /// # Safety
 ///
 /// Only KVM may call this, through the ops registered by [`crate::host::Registration`].
+#[cfg(not(kad_cfi_mismatch))]
 #[no_mangle]
 unsafe extern "C" fn kad_refresh_apicv_exec_ctrl(_vcpu: *mut kvm_vcpu, pending: bool) -> bool {
     policy::refresh(pending, &STATS)
+}
+
+/// TEST ONLY (`KAD_CFI_MISMATCH=1`): the same callback with `pending` as `u8`, a type the C ops
+/// (`bool`) do not have. The registers carry the same bits, but under kCFI the function's type
+/// hash no longer matches the one KVM's indirect call checks, so the first call must trap.
+///
+/// # Safety
+///
+/// Never call it: it exists to be caught by kCFI.
+#[cfg(kad_cfi_mismatch)]
+#[no_mangle]
+unsafe extern "C" fn kad_refresh_apicv_exec_ctrl(_vcpu: *mut kvm_vcpu, pending: u8) -> bool {
+    policy::refresh(pending != 0, &STATS)
 }
 
 /// `nested_vmexit`: a nested VM-Exit found an update this registration took pending; vmcs01 is
