@@ -153,18 +153,18 @@ config_c() {
 }
 
 # --- Hardening kernel: KCSAN and kCFI under (b) and (r), fault injection ---
-# config_hardening CYCLES RANDOM-LOADS NTH-MAX: (b) and CYCLES load cycles
-# (r) under KCSAN and kCFI (any report fails "no kernel warnings"), the
-# fault injection of faults.sh, then the deliberate data race of the
-# test-only build, which KCSAN must report (panic_on_warn is off for it:
-# KCSAN reports count as warnings).
+# config_hardening CYCLES RANDOM-LOADS NTH-MAX: the fault injection of
+# faults.sh and the deliberate data race of the test-only build, which KCSAN
+# must report (panic_on_warn is off for it: KCSAN reports count as
+# warnings), first, as they are the quickest; then (b) and CYCLES load
+# cycles (r) under KCSAN and kCFI (any report fails "no kernel warnings").
 config_hardening() {
-	config_b
-	config_r "$1"
 	. /lib/kad/faults.sh
 	run_faults "$2" "$3"
 	tap_dmesg_clean "faults: no kernel warnings"
 	kcsan_catches_race
+	config_b
+	config_r "$1"
 }
 
 kcsan_catches_race() {
@@ -184,7 +184,7 @@ kcsan_catches_race() {
 }
 
 # config_cfi_mismatch: the test-only build whose refresh callback takes a
-# u8 where KVM's ops pass a bool.  The first refresh KVM offers it (the
+# void * where KVM's ops pass a struct kvm_vcpu *.  The first refresh KVM offers it (the
 # uninhibit scenario's first APICv update in L2) must trap: "CFI failure at
 # ... (target: kad_refresh_apicv_exec_ctrl...)", an oops, which oops=panic
 # on the command line makes the panic that scripts/check expects.  Getting
