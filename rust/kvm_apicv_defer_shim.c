@@ -117,41 +117,56 @@ void kad_request_apicv_update(struct kvm_vcpu *vcpu)
 #ifdef KAD_DATA_RACE
 /*
  * TEST ONLY (KAD_DATA_RACE=1): a deliberate data race, for the hardening
- * plan to show that KCSAN reports one in this module's code.
+ * plan to show that KCSAN reports one in this module's code.  Two threads,
+ * on two CPUs, start together and increment a plain counter.
  */
 static unsigned long kad_racy_counter;
+static atomic_t kad_race_started;
 
-static int kad_race_thread(void *done)
+struct kad_race {
+	struct completion done;
+};
+
+static int kad_race_thread(void *data)
 {
+	struct kad_race *race = data;
 	int i;
 
-	for (i = 0; i < 200000; i++)
+	atomic_inc(&kad_race_started);
+	while (atomic_read(&kad_race_started) < 2)
+		cond_resched();
+	for (i = 0; i < 1000000; i++)
 		kad_racy_counter++;	/* plain and unsynchronized: the race */
-	complete(done);
+	complete(&race->done);
 	return 0;
 }
 
 void kad_test_data_race(void)
 {
-	struct completion done[2];
+	struct kad_race race[2];
+	struct task_struct *t;
 	unsigned int cpu, n = 0;
 
+	if (num_online_cpus() < 2) {
+		pr_warn("TEST-ONLY data race: needs two CPUs\n");
+		return;
+	}
+	atomic_set(&kad_race_started, 0);
 	for_each_online_cpu(cpu) {
-		struct task_struct *t;
-
-		if (n == ARRAY_SIZE(done))
+		if (n == ARRAY_SIZE(race))
 			break;
-		init_completion(&done[n]);
-		t = kthread_run_on_cpu(kad_race_thread, &done[n], cpu, "kad_race/%u");
+		init_completion(&race[n].done);
+		t = kthread_run_on_cpu(kad_race_thread, &race[n], cpu, "kad_race/%u");
 		if (IS_ERR(t)) {
 			pr_warn("TEST-ONLY data race: no thread on CPU %u\n", cpu);
+			/* Let a started thread go on alone. */
+			atomic_inc(&kad_race_started);
 			continue;
 		}
 		n++;
 	}
 	while (n)
-		wait_for_completion(&done[--n]);
-	pr_warn("TEST-ONLY data race done: counter=%lu\n",
-		READ_ONCE(kad_racy_counter));
+		wait_for_completion(&race[--n].done);
+	pr_warn("TEST-ONLY data race done: counter=%lu\n", READ_ONCE(kad_racy_counter));
 }
 #endif

@@ -87,7 +87,13 @@ fault_load() {
 		grep -vE 'TEST-ONLY fault-points build|loading out-of-tree module taints kernel' >/tmp/fault.lines
 	n=$(wc -l </tmp/fault.lines)
 	FAULT_COUNTERS=0
-	if [ "$FAULT_RC" -eq 0 ]; then
+	# Loaded or not, by the kernel's word: busybox's insmod was seen to
+	# exit 0 with nothing loaded when its fallback could not read the file.
+	if [ "$FAULT_RC" -eq 0 ] && [ ! -d /sys/module/kvm_apicv_defer ]; then
+		echo "# $how $arg: insmod exited 0 but nothing is loaded (busybox's fallback failed)"
+		FAULT_RC=1
+	fi
+	if [ -d /sys/module/kvm_apicv_defer ]; then
 		FAULT_OUTCOME=loaded
 		# debugfs failures do not fail init: the counters may be missing.
 		FAULT_COUNTERS=$(ls /sys/kernel/debug/kvm_apicv_defer 2>/dev/null | wc -l)
