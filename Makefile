@@ -3,13 +3,14 @@
 # kvm-apicv-defer: top-level entry points.  The module itself is built by
 # Kbuild (see Kbuild); these targets drive the rig around it.
 
-.PHONY: all check check-fresh bootstrap kernel module run boot series bench bench-host dkms docs help \
+.PHONY: all check check-full check-fresh bootstrap kernel module run boot series bench bench-host dkms docs help \
 	packages check-packages
 
 all: module
 
 help:
 	@echo "make check      build everything (cached) and run all tests"
+	@echo "make check-full make check with the hardening kernel's runs in full"
 	@echo "make check-fresh  scripts/bootstrap in a bare Debian root (debootstrap; ~15 min)"
 	@echo "make run        boot the emulated Intel host and run the demo"
 	@echo "make module     build kvm_apicv_defer.ko against the rig's kernel"
@@ -29,6 +30,9 @@ help:
 
 check:
 	@scripts/check
+
+check-full:
+	@scripts/check --full
 
 check-fresh:
 	@scripts/check-fresh

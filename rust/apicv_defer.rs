@@ -28,7 +28,8 @@
 //! - `kvm_intel` is not loaded or lacks the hook (unpatched kernel): `ENOENT`;
 //! - APICv is disabled (`kvm_intel enable_apicv=0`): `ENODEV`;
 //! - nested VMX is disabled (`kvm_intel nested=0`): `EOPNOTSUPP`;
-//! - another module's hook is registered: `EBUSY`.
+//! - another module's hook is registered: `EBUSY`;
+//! - the debugfs counters cannot be allocated: `ENOMEM`.
 //!
 //! On success it logs `deferring vmcs01 APICv updates while L2 is active (mode: refresh at
 //! VM-Exit)`. While loaded it pins `kvm_intel`. There are no module parameters.
@@ -51,6 +52,15 @@
 //! Built with `KAD_REQUEST_ONLY=1`, the VM-Exit callback only raises `KVM_REQ_APICV_UPDATE`,
 //! as merged in 2022: known broken, it exists to show that the tests catch it, and says
 //! `TEST-ONLY request-only mode (known broken)` when loaded.
+//!
+//! # Test-only hardening builds
+//!
+//! For the `hardening` kernel variant (kCFI, KCSAN, fault injection), three more test-only
+//! builds show that its checks are live, and say `TEST-ONLY` when loaded: `KAD_CFI_MISMATCH=1`
+//! gives the refresh callback a `void *` where KVM passes a `struct kvm_vcpu *` (kCFI must
+//! trap on the first call), `KAD_FAULT_POINTS=1` adds the parameter `fail_step=symbol_get|debugfs|register` that
+//! fails that step of init, and `KAD_DATA_RACE=1` races two threads on a plain counter at init
+//! (KCSAN must report it).
 //!
 //! # Layout
 //!
@@ -108,8 +118,16 @@ impl kernel::Module for KvmApicvDefer {
             pr_err!("kvm_intel is not loaded or lacks the APICv hook (patches/host)\n");
         })?;
 
-        // Before registering, so the counters exist from the first callback on.
-        let debugfs = KBox::pin_init(STATS.debugfs(), GFP_KERNEL)?;
+        // Before registering, so the counters exist from the first callback on. debugfs itself
+        // never fails init (the kernel's rule): without it the counters are just not shown.
+        let debugfs = if host::fault_point(c"debugfs") {
+            Err(ENOMEM)
+        } else {
+            KBox::pin_init(STATS.debugfs(), GFP_KERNEL)
+        }
+        .inspect_err(|e| {
+            pr_err!("allocating the debugfs counters failed: {}\n", e.to_errno());
+        })?;
 
         let registration = Registration::new(host).map_err(|err| {
             match err {
@@ -131,6 +149,17 @@ impl kernel::Module for KvmApicvDefer {
             "deferring vmcs01 APICv updates while L2 is active ({})\n",
             policy::MODE.describe()
         );
+        if cfg!(kad_cfi_mismatch) {
+            pr_warn!("TEST-ONLY kCFI mismatch build: the first refresh callback must trap\n");
+        }
+        if cfg!(kad_fault_points) {
+            pr_warn!("TEST-ONLY fault-points build (module parameter fail_step)\n");
+        }
+        #[cfg(kad_data_race)]
+        // SAFETY: Starts two kernel threads and waits for them; no preconditions.
+        unsafe {
+            host::shim::kad_test_data_race()
+        };
         Ok(Self {
             registration: Some(registration),
             _debugfs: debugfs,

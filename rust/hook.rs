@@ -22,8 +22,27 @@ use crate::{
 /// # Safety
 ///
 /// Only KVM may call this, through the ops registered by [`crate::host::Registration`].
+#[cfg(not(kad_cfi_mismatch))]
 #[no_mangle]
 unsafe extern "C" fn kad_refresh_apicv_exec_ctrl(_vcpu: *mut kvm_vcpu, pending: bool) -> bool {
+    policy::refresh(pending, &STATS)
+}
+
+/// TEST ONLY (`KAD_CFI_MISMATCH=1`): the same callback taking the vCPU as `void *` where the C
+/// ops have `struct kvm_vcpu *`. The registers carry the same bits, but under kCFI the function's
+/// type hash no longer matches the one KVM's indirect call checks, so the first call must trap.
+/// (A `u8` for the `bool` would not do: integer normalization, which Rust needs, gives both the
+/// same hash.)
+///
+/// # Safety
+///
+/// Never call it: it exists to be caught by kCFI.
+#[cfg(kad_cfi_mismatch)]
+#[no_mangle]
+unsafe extern "C" fn kad_refresh_apicv_exec_ctrl(
+    _vcpu: *mut kernel::ffi::c_void,
+    pending: bool,
+) -> bool {
     policy::refresh(pending, &STATS)
 }
 

@@ -47,6 +47,25 @@ pub(crate) mod shim {
         pub(crate) fn kad_hook_unregister();
         pub(crate) fn kad_refresh_vmcs01(vcpu: *mut kvm_vcpu);
         pub(crate) fn kad_request_apicv_update(vcpu: *mut kvm_vcpu);
+        #[cfg(kad_fault_points)]
+        pub(crate) fn kad_fault_point(step: *const kernel::ffi::c_char) -> bool;
+        #[cfg(kad_data_race)]
+        pub(crate) fn kad_test_data_race();
+    }
+}
+
+/// TEST ONLY: whether the fault-points build (`KAD_FAULT_POINTS=1`) was asked to fail `step` of
+/// init (module parameter `fail_step`). Always false in every other build.
+pub(crate) fn fault_point(step: &CStr) -> bool {
+    #[cfg(kad_fault_points)]
+    {
+        // SAFETY: `step` is a valid NUL-terminated string; the shim only compares it.
+        unsafe { shim::kad_fault_point(step.as_char_ptr()) }
+    }
+    #[cfg(not(kad_fault_points))]
+    {
+        let _ = step;
+        false
     }
 }
 

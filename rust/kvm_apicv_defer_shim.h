@@ -39,4 +39,14 @@ void kad_refresh_vmcs01(struct kvm_vcpu *vcpu);
 /* kvm_make_request(KVM_REQ_APICV_UPDATE, vcpu). */
 void kad_request_apicv_update(struct kvm_vcpu *vcpu);
 
+#ifdef KAD_FAULT_POINTS
+/* TEST ONLY: whether the module parameter fail_step names @step. */
+bool kad_fault_point(const char *step);
+#endif
+
+#ifdef KAD_DATA_RACE
+/* TEST ONLY: two kernel threads race on a plain counter (for KCSAN). */
+void kad_test_data_race(void);
+#endif
+
 #endif /* KVM_APICV_DEFER_SHIM_H */

@@ -198,7 +198,7 @@ tap_dmesg_clean() {
 	_tap_total=$(wc -l </tmp/dmesg.log)
 	tail -n +"$((DMESG_SEEN + 1))" /tmp/dmesg.log >/tmp/dmesg.new
 	DMESG_SEEN=$_tap_total
-	if grep -E 'WARNING:|BUG:|Oops|Call Trace:|possible recursive locking|circular locking|inconsistent lock state|sleeping function called|KVM: .*internal error|RCU stall|soft lockup|hung_task|KASAN|KCSAN|UBSAN' \
+	if grep -E 'WARNING:|BUG:|Oops|Call Trace:|possible recursive locking|circular locking|inconsistent lock state|sleeping function called|KVM: .*internal error|RCU stall|soft lockup|hung_task|KASAN|KCSAN:|UBSAN' \
 		/tmp/dmesg.new >/tmp/dmesg.bad; then
 		tap_diag /tmp/dmesg.new
 		tap_not_ok "$1"

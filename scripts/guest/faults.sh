@@ -1,0 +1,265 @@
+# SPDX-License-Identifier: GPL-2.0
+# Fault injection into kvm_apicv_defer's init and exit, on the hardening
+# kernel (CONFIG_FAILSLAB, CONFIG_DEBUG_KMEMLEAK).  Sourced by plans after
+# kvm.sh and refusals.sh; shipped with the fault-points payload item.
+#
+# - Every fallible step of init fails once, the way it fails for real: the
+#   test-only build's fail_step= (symbol_get, debugfs allocation,
+#   registration, which KVM itself refuses); plus every slab allocation of a
+#   load in turn, through the insmod task's fail-nth (the kernel's loader,
+#   the module's KBox, the debugfs dentries and inodes).
+# - Loads with random slab failures: failslab at a probability on the insmod
+#   task only (task-filter, /proc/self/make-it-fail).
+# - Exit with every slab allocation of the rmmod task failing.
+# After each: the load succeeded (then it unloads) or failed with at most one
+# line of the module's, a known one; nothing is left (no module, no debugfs
+# directory, kvm_intel's reference count as before, the hook free for the
+# sample to register); the next normal load works; and at the end kmemleak
+# finds nothing new.
+#
+# busybox's insmod and rmmod are NOEXEC applets: `exec insmod` in a shell
+# runs them in that process, so the task whose make-it-fail or fail-nth the
+# shell set is the one that makes the system call (a fork would reset it).
+# busybox's insmod retries with init_module() when finit_module() fails, so
+# one insmod may run init twice: each failed attempt may log one line.
+
+FAULT_KO=$M/fault-points/kvm_apicv_defer.ko
+FAILSLAB=/sys/kernel/debug/failslab
+KMEMLEAK=/sys/kernel/debug/kmemleak
+# The module's refusals, one of which a failed init must have logged.
+FAULT_LINES='kvm_intel is not loaded or lacks the APICv hook|allocating the debugfs counters failed|registering the APICv hook failed|another APICv hook is already registered'
+
+# failslab_setup: fail only tasks with make-it-fail set (or a fail-nth),
+# GFP_KERNEL allocations too, silently (a failure's stack dump would look
+# like a splat to tap_dmesg_clean), as often as asked.
+failslab_setup() {
+	echo Y >$FAILSLAB/task-filter &&
+		echo N >$FAILSLAB/ignore-gfp-wait &&
+		echo 0 >$FAILSLAB/verbose &&
+		echo 0 >$FAILSLAB/space &&
+		echo 1 >$FAILSLAB/interval &&
+		echo -1 >$FAILSLAB/times &&
+		echo 0 >$FAILSLAB/probability
+}
+
+kvm_intel_refcnt() {
+	cat /sys/module/kvm_intel/refcnt 2>/dev/null || echo "?"
+}
+
+# nothing_left: no module, no debugfs directory, kvm_intel's references back
+# to $FAULT_REFCNT (symbol_get() takes them), and the hook free.
+nothing_left() {
+	[ ! -d /sys/module/kvm_apicv_defer ] || { echo "# module still loaded"; return 1; }
+	[ ! -e /sys/kernel/debug/kvm_apicv_defer ] || { echo "# debugfs directory left"; return 1; }
+	[ "$(kvm_intel_refcnt)" = "$FAULT_REFCNT" ] ||
+		{ echo "# kvm_intel refcnt $(kvm_intel_refcnt), was $FAULT_REFCNT"; return 1; }
+	hook_is_free >/dev/null 2>&1 || { echo "# the sample hook cannot register"; return 1; }
+}
+
+# fault_load KO HOW ARG [PARAMS]: one insmod of KO in a task set up by HOW
+# (nth: fail its ARG-th slab allocation; prob: fail each with ARG percent;
+# none), unloading it if it loaded.  Sets FAULT_RC (insmod's status),
+# FAULT_OUTCOME (loaded, refused: init failed with one known line, early:
+# failed before the module said anything) and FAULT_COUNTERS (debugfs files
+# while loaded), and returns 1, saying why, if the load broke a rule.
+fault_load() {
+	local ko=$1 how=$2 arg=$3 mark n
+	shift 3
+	mark=$(dmesg | wc -l)
+	case $how in
+	nth)
+		# The ARG-th allocation fails and, through make-it-fail at 100%,
+		# every later one: busybox's retry cannot mask the failure.
+		echo 100 >$FAILSLAB/probability
+		sh -c "echo $arg >/proc/thread-self/fail-nth && echo 1 >/proc/self/make-it-fail &&
+			exec insmod $ko $*" >/tmp/fault.out 2>&1
+		echo 0 >$FAILSLAB/probability
+		;;
+	prob)
+		echo "$arg" >$FAILSLAB/probability
+		sh -c "echo 1 >/proc/self/make-it-fail && exec insmod $ko $*" >/tmp/fault.out 2>&1
+		echo 0 >$FAILSLAB/probability
+		;;
+	*) insmod "$ko" "$@" >/tmp/fault.out 2>&1 ;;
+	esac
+	FAULT_RC=$?
+	dmesg | tail -n +"$((mark + 1))" | grep 'kvm_apicv_defer: ' |
+		grep -vE 'TEST-ONLY fault-points build|loading out-of-tree module taints kernel' >/tmp/fault.lines
+	n=$(wc -l </tmp/fault.lines)
+	FAULT_COUNTERS=0
+	# Loaded or not, by the kernel's word: busybox's insmod was seen to
+	# exit 0 with nothing loaded when its fallback could not read the file.
+	if [ "$FAULT_RC" -eq 0 ] && [ ! -d /sys/module/kvm_apicv_defer ]; then
+		echo "# $how $arg: insmod exited 0 but nothing is loaded (busybox's fallback failed)"
+		FAULT_RC=1
+	fi
+	if [ -d /sys/module/kvm_apicv_defer ]; then
+		FAULT_OUTCOME=loaded
+		# debugfs failures do not fail init: the counters may be missing.
+		FAULT_COUNTERS=$(ls /sys/kernel/debug/kvm_apicv_defer 2>/dev/null | wc -l)
+		if ! rmmod kvm_apicv_defer; then
+			echo "# $how $arg: loaded, but rmmod failed"
+			return 1
+		fi
+	elif [ "$n" -eq 0 ]; then
+		FAULT_OUTCOME=early
+	elif [ "$n" -le 2 ] && ! grep -vqE "$FAULT_LINES" /tmp/fault.lines; then
+		FAULT_OUTCOME=refused
+	else
+		echo "# $how $arg: insmod failed with $n lines of the module's, not one known line per attempt:"
+		tap_diag /tmp/fault.lines
+		return 1
+	fi
+	if ! nothing_left; then
+		echo "# $how $arg: after a $FAULT_OUTCOME load something is left:"
+		tap_diag /tmp/fault.out
+		return 1
+	fi
+}
+
+# fault_step STEP WANT: fail_step=STEP must make init fail with exactly the
+# line WANT, and leave nothing.
+fault_step() {
+	if fault_load "$FAULT_KO" none 0 fail_step="$1" && [ "$FAULT_OUTCOME" = refused ] &&
+		! grep -vqF "$2" /tmp/fault.lines; then
+		sed 's/^/# /' /tmp/fault.lines
+		tap_ok "faults: fail_step=$1: refused with one line per attempt, nothing left"
+	else
+		tap_diag /tmp/fault.out
+		tap_not_ok "faults: fail_step=$1: wanted one line \"$2\" per attempt and nothing left (outcome: ${FAULT_OUTCOME:-?})"
+	fi
+}
+
+# fault_nth_walk KO MAX: fail the 1st, 2nd, ... slab allocation of a load of
+# KO and every one after it (insmod reading the file, the kernel's loader,
+# the module's init, their error paths), until three loads in a row succeed
+# with all counters (past the last allocation) or MAX loads.
+fault_nth_walk() {
+	local ko=$1 max=$2 n=1 loaded=0 refused=0 early=0 bad=0 clean=0
+	while [ $n -le "$max" ]; do
+		if ! fault_load "$ko" nth $n; then
+			bad=$((bad + 1))
+		else
+			case $FAULT_OUTCOME in
+			loaded) loaded=$((loaded + 1)) ;;
+			refused) refused=$((refused + 1)) ;;
+			early) early=$((early + 1)) ;;
+			esac
+		fi
+		# Three loads in a row that succeed with all five counters:
+		# past the last allocation, every one has had its turn.
+		if [ "$FAULT_OUTCOME" = loaded ] && [ "$FAULT_COUNTERS" -eq 5 ]; then
+			clean=$((clean + 1))
+			[ $clean -ge 3 ] && break
+		else
+			clean=0
+		fi
+		n=$((n + 1))
+	done
+	echo "# faults: fail-nth 1..$n: loaded=$loaded refused-by-init=$refused failed-before-init=$early broken=$bad"
+	tap_check "faults: every slab allocation of a load failed in turn ($n loads), each clean" \
+		[ $bad -eq 0 -a $n -le "$max" ]
+	tap_check "faults: some allocation failures reached the module's init and were refused" \
+		[ $refused -gt 0 ]
+}
+
+# fault_random N: N loads of the module with failslab at a probability on
+# the insmod task, cycling through 1, 2, 5 and 10 percent.
+fault_random() {
+	local n=$1 i=0 p loaded=0 refused=0 early=0 bad=0
+	while [ $i -lt "$n" ]; do
+		case $((i % 4)) in 0) p=1 ;; 1) p=2 ;; 2) p=5 ;; *) p=10 ;; esac
+		if ! fault_load $M/kvm_apicv_defer.ko prob $p; then
+			bad=$((bad + 1))
+		else
+			case $FAULT_OUTCOME in
+			loaded) loaded=$((loaded + 1)) ;;
+			refused) refused=$((refused + 1)) ;;
+			early) early=$((early + 1)) ;;
+			esac
+		fi
+		i=$((i + 1))
+	done
+	echo "# faults: $n random loads (failslab 1/2/5/10%): loaded=$loaded refused-by-init=$refused failed-before-init=$early broken=$bad"
+	tap_check "faults: $n loads with random slab failures: each loaded or failed cleanly" [ $bad -eq 0 ]
+}
+
+# fault_exit: the module unloads with every slab allocation of the rmmod
+# task failing (exit has no fallible step: it must not need one).
+fault_exit() {
+	if ! insmod $M/kvm_apicv_defer.ko; then
+		tap_not_ok "faults: exit under failslab: the module does not load"
+		return
+	fi
+	echo 100 >$FAILSLAB/probability
+	sh -c 'echo 1 >/proc/self/make-it-fail && exec rmmod kvm_apicv_defer' >/tmp/fault.out 2>&1
+	FAULT_RC=$?
+	echo 0 >$FAILSLAB/probability
+	tap_diag /tmp/fault.out
+	if [ "$FAULT_RC" -eq 0 ] && nothing_left; then
+		tap_ok "faults: exit with every slab allocation failing: unloaded, nothing left"
+	else
+		[ -d /sys/module/kvm_apicv_defer ] && rmmod kvm_apicv_defer
+		tap_not_ok "faults: exit with every slab allocation failing (rc=$FAULT_RC)"
+	fi
+}
+
+# kmemleak_scan: a scan now; prints the number of suspects it lists.
+kmemleak_scan() {
+	echo scan >$KMEMLEAK
+	grep -c '^unreferenced object' $KMEMLEAK
+}
+
+# run_faults RANDOM-LOADS NTH-MAX
+run_faults() {
+	local before after
+	if ! failslab_setup; then
+		tap_not_ok "faults: failslab is configurable ($FAILSLAB)"
+		return
+	fi
+	FAULT_REFCNT=$(kvm_intel_refcnt)
+	# Leaks from before (boot, KVM's runs) are shown, then forgotten.
+	before=$(kmemleak_scan)
+	[ "$before" -eq 0 ] || { echo "# faults: kmemleak suspects before the faults: $before"; sed 's/^/# /' $KMEMLEAK | head -n 40; }
+	echo clear >$KMEMLEAK
+
+	fault_step symbol_get "kvm_intel is not loaded or lacks the APICv hook"
+	fault_step debugfs "allocating the debugfs counters failed: -12"
+	fault_step register "registering the APICv hook failed: -22"
+	# NTH-MAX 0: no fail-nth walk (make check; check-full walks).
+	[ "$2" -eq 0 ] || fault_nth_walk $M/kvm_apicv_defer.ko "$2"
+	fault_random "$1"
+	fault_exit
+	tap_check "faults: the next normal load works" fault_load $M/kvm_apicv_defer.ko none 0
+	tap_check "faults: ... and it loaded" [ "$FAULT_OUTCOME" = loaded ]
+
+	# kmemleak reports objects at least 5 s old.
+	sleep 6
+	after=$(kmemleak_scan)
+	if [ "$after" -eq 0 ]; then
+		tap_ok "faults: kmemleak: no leak"
+	else
+		sed 's/^/# /' $KMEMLEAK | head -n 80
+		tap_not_ok "faults: kmemleak: $after unreferenced objects"
+	fi
+}
+
+# faults_dmesg_clean NAME: tap_dmesg_clean, except for the kernel's own
+# reports of the failures injected (warn_alloc: "vmalloc error: ...
+# allocation failed" or "page allocation failure" and the stack dump that
+# follows, up to its </TASK>), which are not bugs.
+faults_dmesg_clean() {
+	dmesg >/tmp/dmesg.log
+	_tap_total=$(wc -l </tmp/dmesg.log)
+	tail -n +"$((DMESG_SEEN + 1))" /tmp/dmesg.log |
+		awk '/vmalloc error: .*allocation failed|page allocation failure/ { skip = 1 }
+			!skip { print } /<\/TASK>/ { skip = 0 }' >/tmp/dmesg.new
+	DMESG_SEEN=$_tap_total
+	if grep -E 'WARNING:|BUG:|Oops|Call Trace:|possible recursive locking|circular locking|inconsistent lock state|sleeping function called|KVM: .*internal error|RCU stall|soft lockup|hung_task|KASAN|KCSAN:|UBSAN' \
+		/tmp/dmesg.new >/dev/null; then
+		tap_diag /tmp/dmesg.new
+		tap_not_ok "$1"
+	else
+		tap_ok "$1"
+	fi
+}
