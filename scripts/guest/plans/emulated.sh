@@ -19,19 +19,12 @@
 # builds; plans/hardening.sh boots them (it declares their payload).
 # Sourced by /init.
 . /lib/kad/kvm.sh
+. /lib/kad/suite.sh
 . /lib/kad/refusals.sh
 . /lib/kad/reliability.sh
-T=/tests
 # vmx_apicv_defer_unload_test reloads the module after unloading it.
 export KVM_APICV_DEFER_KO=$M/kvm_apicv_defer.ko
 
-# Upstream peer tests, in the order of their cost.
-PEER="vmx_apicv_updates_test vmx_apic_access_test nested_set_state_test
-	xapic_state_test xapic_tpr_test debug_regs state_test hyperv_features
-	smm_test vmx_msrs_test nested_exceptions_test nested_tsc_adjust_test
-	vmx_preemption_timer_test recalc_apic_map_test xapic_ipi_test"
-# The project's own scenarios (selftests/).
-OWN=$(cd $T && ls vmx_apicv_defer_*_test 2>/dev/null)
 # Tests that must fail against the request-only build (stale vmcs01): those
 # whose top comment says "Request-only build: must fail.", listed by
 # scripts/build-selftests.  The stress test races, so it may or may not catch
@@ -43,22 +36,6 @@ OWN_IN_U="vmx_apicv_defer_exit_paths_test vmx_apicv_defer_nested_pi_test"
 # runs cancel out (vmcs01 is stale-off, then wanted off again) before L1
 # needs virtual-interrupt delivery.  Its result in (c) is shown, not judged.
 INFO_IN_C="vmx_apicv_updates_test"
-
-# run_suite LABEL: every peer and own test, TAP line each.
-run_suite() {
-	local t
-	for t in $PEER $OWN; do
-		if [ -x "$T/$t" ]; then
-			tap_run "$1: $t" 300 "$T/$t"
-		else
-			tap_not_ok "$1: $t # binary missing from the initramfs"
-		fi
-	done
-}
-
-debugfs_counter() {
-	cat "/sys/kernel/debug/kvm_apicv_defer/$1" 2>/dev/null || echo "?"
-}
 
 # --- The emulated host ---------------------------------------------------
 host_checks() {
@@ -92,15 +69,7 @@ config_b() {
 		# CPU while APICv updates are deferred: KVM's nested
 		# posted-interrupt path must have run.
 		posted_interrupts "b:module" NPI "$npi0" "nested posted-interrupt notifications"
-		for c in deferred coalesced applied requests pending; do
-			echo "# b:module: debugfs $c=$(debugfs_counter $c)"
-		done
-		# The suite toggles APICv while L2 runs: the module must have
-		# deferred and applied those updates, and left none pending.
-		tap_check "b:module: deferred > 0" [ "$(debugfs_counter deferred)" -gt 0 ]
-		tap_check "b:module: applied == deferred" \
-			[ "$(debugfs_counter applied)" -eq "$(debugfs_counter deferred)" ]
-		tap_check "b:module: pending == 0" [ "$(debugfs_counter pending)" -eq 0 ]
+		module_counters_checked "b:module"
 		tap_check "b:module: rmmod kvm_apicv_defer" rmmod kvm_apicv_defer
 	fi
 	tap_dmesg_clean "b:module: no kernel warnings"

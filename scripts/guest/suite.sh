@@ -1,0 +1,42 @@
+# SPDX-License-Identifier: GPL-2.0
+# The suite every configuration runs, and the module's counter checks: one
+# list for emulated.sh and packages.sh.  Sourced by plans, after kvm.sh.
+T=/tests
+
+# Upstream peer tests, in the order of their cost.
+PEER="vmx_apicv_updates_test vmx_apic_access_test nested_set_state_test
+	xapic_state_test xapic_tpr_test debug_regs state_test hyperv_features
+	smm_test vmx_msrs_test nested_exceptions_test nested_tsc_adjust_test
+	vmx_preemption_timer_test recalc_apic_map_test xapic_ipi_test"
+# The project's own scenarios (selftests/).
+OWN=$(cd $T 2>/dev/null && ls vmx_apicv_defer_*_test 2>/dev/null)
+
+# run_suite LABEL: every peer and own test, TAP line each.
+run_suite() {
+	local t
+	for t in $PEER $OWN; do
+		if [ -x "$T/$t" ]; then
+			tap_run "$1: $t" 300 "$T/$t"
+		else
+			tap_not_ok "$1: $t # binary missing from the initramfs"
+		fi
+	done
+}
+
+debugfs_counter() {
+	cat "/sys/kernel/debug/kvm_apicv_defer/$1" 2>/dev/null || echo "?"
+}
+
+# module_counters_checked LABEL: after run_suite with the module loaded.
+# The suite toggles APICv while L2 runs: the module must have deferred and
+# applied those updates, and left none pending.
+module_counters_checked() {
+	local c
+	for c in deferred coalesced applied requests pending; do
+		echo "# $1: debugfs $c=$(debugfs_counter $c)"
+	done
+	tap_check "$1: deferred > 0" [ "$(debugfs_counter deferred)" -gt 0 ]
+	tap_check "$1: applied == deferred" \
+		[ "$(debugfs_counter applied)" -eq "$(debugfs_counter deferred)" ]
+	tap_check "$1: pending == 0" [ "$(debugfs_counter pending)" -eq 0 ]
+}
