@@ -2,13 +2,33 @@
 # Loading KVM and the module in the emulated host.  Sourced by plans.
 M=/lib/modules/kad
 
+# The emulated CPU has IPI virtualization (patches/bochs/0006), but KVM
+# uses it only with kad.ipiv=1 on the command line: with it,
+# vmx_apicv_defer_nested_pi_test fails now and then on the emulated host
+# (L2's state corrupted, or L1 stuck a round), on 7.2's own path as well as
+# with the module, and until that is understood the suite does not depend
+# on it.  scripts/bochs-regress checks IPI virtualization itself.
+IPIV=0
+grep -qw 'kad.ipiv=1' /proc/cmdline && IPIV=1
+
 # kvm_load [kvm-intel.ko path] [kvm_intel params...]
 kvm_load() {
 	local intel=${1:-$M/kvm-intel.ko}
 	[ $# -gt 0 ] && shift
 	grep -q '^irqbypass ' /proc/modules || insmod $M/irqbypass.ko || return 1
 	grep -q '^kvm ' /proc/modules || insmod $M/kvm.ko || return 1
-	insmod "$intel" "$@"
+	insmod "$intel" enable_ipiv=$IPIV "$@"
+}
+
+# kvm_checks_host: kvm_intel has what the rig needs, and the CPU offers IPI
+# virtualization (used with kad.ipiv=1).
+kvm_checks_host() {
+	local p
+	for p in enable_apicv nested ept; do
+		tap_check "kvm_intel.$p=Y" [ "$(kvm_intel_param $p)" = Y ]
+	done
+	tap_check "CPU: IPI virtualization (vmx flag ipi_virt); kvm_intel.enable_ipiv=$(kvm_intel_param enable_ipiv)" \
+		sh -c 'grep -m1 "^vmx flags" /proc/cpuinfo | grep -qw ipi_virt'
 }
 
 # Unload kvm_intel and kvm: enable_apicv is kvm.ko's variable (kvm_intel

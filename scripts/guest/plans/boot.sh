@@ -4,7 +4,5 @@
 . /lib/kad/kvm.sh
 tap_check "insmod kvm-intel.ko" kvm_load
 kvm_report_host
-for p in enable_apicv nested ept enable_ipiv; do
-	tap_check "kvm_intel.$p=Y" [ "$(kvm_intel_param $p)" = Y ]
-done
+kvm_checks_host
 tap_dmesg_clean "no kernel warnings"

@@ -16,9 +16,7 @@ echo "# kernel: $(uname -r) $(uname -v)"
 tap_check "packaged kernel: uname -r is a +kad release" sh -c 'uname -r | grep -q "+kad\."'
 tap_check "insmod kvm-intel.ko (from the linux-image package)" kvm_load
 kvm_report_host
-for p in enable_apicv nested ept; do
-	tap_check "kvm_intel.$p=Y" [ "$(kvm_intel_param $p)" = Y ]
-done
+kvm_checks_host
 tap_dmesg_clean "boot: no kernel warnings"
 
 v=$(strings $M/kvm_apicv_defer.ko 2>/dev/null | grep -m1 '^vermagic=')
