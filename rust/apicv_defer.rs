@@ -58,9 +58,9 @@
 //! For the `hardening` kernel variant (kCFI, KCSAN, fault injection), three more test-only
 //! builds show that its checks are live, and say `TEST-ONLY` when loaded: `KAD_CFI_MISMATCH=1`
 //! gives the refresh callback a `void *` where KVM passes a `struct kvm_vcpu *` (kCFI must
-//! trap on the first call), `KAD_FAULT_POINTS=1` adds the parameter `fail_step=symbol_get|debugfs|register` that
-//! fails that step of init, and `KAD_DATA_RACE=1` races two threads on a plain counter at init
-//! (KCSAN must report it).
+//! trap on the first call), `KAD_FAULT_POINTS=1` adds the parameter
+//! `fail_step=symbol_get|debugfs|register` that fails that step of init, and
+//! `KAD_DATA_RACE=1` races two threads on a plain counter at init (KCSAN must report it).
 //!
 //! # Layout
 //!

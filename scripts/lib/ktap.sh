@@ -128,6 +128,12 @@ tap_subtest() {
 	fi
 }
 
+# tap_totals_so_far: record the totals up to here in the summary (for a
+# step that reads it, e.g. make series, before tap_done records the last).
+tap_totals_so_far() {
+	_tap_record totals "$TAP_PASS passed, $TAP_FAIL failed, $TAP_SKIP skipped"
+}
+
 # tap_done: the plan and the totals; status 0 iff something ran and nothing
 # failed.  In a guest (TAP_GUEST=1) the totals are a diagnostic for the host
 # to add up, followed by the verdict line the emulator runners wait for.
