@@ -203,6 +203,15 @@ static void unexpected_notification_handler(struct ex_regs *regs)
 }
 
 /*
+ * L2's registers, kept across its VM-Exits to L1: the external-interrupt
+ * exits come at any instruction of L2, and vmresume() would resume L2 with
+ * L1's registers (with IPI virtualization on the emulated host, L2's round
+ * counter became L1's pointer to the posted-interrupt pages and L2 waited
+ * for a round that never comes).
+ */
+static struct l2_gprs l2_gprs;
+
+/*
  * Run L2 until its VMCALL, taking the L1 IPIs that make it exit on the way:
  * acknowledged on exit, in service in L1's ISR, EOIed here.
  */
@@ -212,7 +221,7 @@ static void receiver_run_l2(bool launch)
 
 	for (;;) {
 		in_l2 = true;
-		GUEST_ASSERT(launch ? !vmlaunch() : !vmresume());
+		GUEST_ASSERT(!l1_enter_l2_keeping_gprs(&l2_gprs, launch));
 		in_l2 = false;
 		launch = false;
 
@@ -520,6 +529,7 @@ int main(int argc, char *argv[])
 	threads[0] = receiver.thread;
 	threads[1] = sender.thread;
 	pinned = pin_threads_to_distinct_cpus(threads, 2);
+	ksft_print_msg("posted-interrupt pages at GVA 0x%lx\n", (unsigned long)pi_gva);
 	ksft_print_msg("vCPU threads %s\n", pinned ? "pinned to two host CPUs" :
 		       "not pinned (fewer than two host CPUs)");
 

@@ -2,14 +2,13 @@
 # Loading KVM and the module in the emulated host.  Sourced by plans.
 M=/lib/modules/kad
 
-# The emulated CPU has IPI virtualization (patches/bochs/0006), but KVM
-# uses it only with kad.ipiv=1 on the command line: with it,
-# vmx_apicv_defer_nested_pi_test fails now and then on the emulated host
-# (L2's state corrupted, or L1 stuck a round), on 7.2's own path as well as
-# with the module, and until that is understood the suite does not depend
-# on it.  scripts/bochs-regress checks IPI virtualization itself.
-IPIV=0
-grep -qw 'kad.ipiv=1' /proc/cmdline && IPIV=1
+# The emulated CPU has IPI virtualization (patches/bochs/0006) and KVM
+# uses it; kad.ipiv=0 on the command line loads kvm_intel with
+# enable_ipiv=0.  (vmx_apicv_defer_nested_pi_test once failed with it: the
+# test resumed L2 with L1's registers after L2's external-interrupt exits,
+# which IPIv moved to anywhere in L2; the test keeps them now.)
+IPIV=1
+grep -qw 'kad.ipiv=0' /proc/cmdline && IPIV=0
 
 # kvm_load [kvm-intel.ko path] [kvm_intel params...]
 kvm_load() {
@@ -21,7 +20,7 @@ kvm_load() {
 }
 
 # kvm_checks_host: kvm_intel has what the rig needs, and the CPU offers IPI
-# virtualization (used with kad.ipiv=1).
+# virtualization (used unless kad.ipiv=0).
 kvm_checks_host() {
 	local p
 	for p in enable_apicv nested ept; do

@@ -82,6 +82,26 @@ void l1_run_l2(bool launch);
 /* In L2: take @nr exits to L0 that L1 does not intercept (RDMSR). */
 void l2_exits_to_l0(int nr);
 
+/*
+ * L2's general-purpose registers, kept by L1 across VM-Exits (RSP and RIP
+ * are in vmcs12).  The selftests' vmlaunch()/vmresume() (vmx.h) enter L2
+ * with whatever L1 has in its registers and lose L2's at the VM-Exit: fine
+ * when L2 only exits at a VMCALL (vmcall() declares every GPR clobbered),
+ * not when L1 asks for VM-Exits that come at any instruction of L2
+ * (external-interrupt exiting): L2 then resumes with L1's registers.
+ */
+struct l2_gprs {
+	u64 rax, rbx, rcx, rdx, rsi, rdi, rbp;
+	u64 r8, r9, r10, r11, r12, r13, r14, r15;
+};
+
+/*
+ * VMLAUNCH (@launch) or VMRESUME with L2's GPRs loaded from @gprs, stored
+ * back there at the VM-Exit, as a hypervisor does.  0 after a VM-Exit,
+ * non-zero if the instruction failed (VMfail).
+ */
+int l1_enter_l2_keeping_gprs(struct l2_gprs *gprs, bool launch);
+
 /* --- Userspace ------------------------------------------------------------ */
 
 /*

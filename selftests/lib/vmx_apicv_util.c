@@ -2,6 +2,7 @@
 /*
  * Helpers for nested VMX tests of L1's APICv state (vmx_apicv_util.h).
  */
+#include <assert.h>
 #include <fcntl.h>
 #include <sched.h>
 #include <stdio.h>
@@ -146,6 +147,90 @@ void l1_run_l2(bool launch)
 	GUEST_ASSERT(launch ? !vmlaunch() : !vmresume());
 	l1_skip_vmcall();
 }
+
+/*
+ * int l1_enter_l2_keeping_gprs(struct l2_gprs *gprs, bool launch): @gprs in
+ * RDI, @launch in ESI.  HOST_RSP points at the saved @gprs, HOST_RIP at 1:.
+ * The GPR loads (MOV) keep the flags of "test %esi".  VMCS encodings:
+ * HOST_RSP 0x6c14, HOST_RIP 0x6c16; struct l2_gprs offsets: rax 0x00 ...
+ * r15 0x70, in the order of the struct.
+ */
+asm(".pushsection .text\n"
+	".global l1_enter_l2_keeping_gprs\n"
+	".type l1_enter_l2_keeping_gprs, @function\n"
+	"l1_enter_l2_keeping_gprs:\n"
+	"\tpush %rbp\n"
+	"\tpush %rbx\n"
+	"\tpush %r12\n"
+	"\tpush %r13\n"
+	"\tpush %r14\n"
+	"\tpush %r15\n"
+	"\tpush %rdi\n"
+	"\tmov $0x6c14, %eax\n"
+	"\tvmwrite %rsp, %rax\n"
+	"\tmov $0x6c16, %eax\n"
+	"\tlea 1f(%rip), %rdx\n"
+	"\tvmwrite %rdx, %rax\n"
+	"\ttest %esi, %esi\n"
+	"\tmov 0x00(%rdi), %rax\n"
+	"\tmov 0x08(%rdi), %rbx\n"
+	"\tmov 0x10(%rdi), %rcx\n"
+	"\tmov 0x18(%rdi), %rdx\n"
+	"\tmov 0x20(%rdi), %rsi\n"
+	"\tmov 0x30(%rdi), %rbp\n"
+	"\tmov 0x38(%rdi), %r8\n"
+	"\tmov 0x40(%rdi), %r9\n"
+	"\tmov 0x48(%rdi), %r10\n"
+	"\tmov 0x50(%rdi), %r11\n"
+	"\tmov 0x58(%rdi), %r12\n"
+	"\tmov 0x60(%rdi), %r13\n"
+	"\tmov 0x68(%rdi), %r14\n"
+	"\tmov 0x70(%rdi), %r15\n"
+	"\tmov 0x28(%rdi), %rdi\n"
+	"\tjz 2f\n"
+	"\tvmlaunch\n"
+	"\tjmp 3f\n"
+	"2:\tvmresume\n"
+	/* VMfail: the stack is as before the VMWRITEs. */
+	"3:\tmov $1, %eax\n"
+	"\tjmp 4f\n"
+	/* VM-Exit: RSP = HOST_RSP, every other GPR is L2's. */
+	"1:\tpush %rax\n"
+	"\tmov 8(%rsp), %rax\n"
+	"\tmov %rbx, 0x08(%rax)\n"
+	"\tmov %rcx, 0x10(%rax)\n"
+	"\tmov %rdx, 0x18(%rax)\n"
+	"\tmov %rsi, 0x20(%rax)\n"
+	"\tmov %rdi, 0x28(%rax)\n"
+	"\tmov %rbp, 0x30(%rax)\n"
+	"\tmov %r8, 0x38(%rax)\n"
+	"\tmov %r9, 0x40(%rax)\n"
+	"\tmov %r10, 0x48(%rax)\n"
+	"\tmov %r11, 0x50(%rax)\n"
+	"\tmov %r12, 0x58(%rax)\n"
+	"\tmov %r13, 0x60(%rax)\n"
+	"\tmov %r14, 0x68(%rax)\n"
+	"\tmov %r15, 0x70(%rax)\n"
+	"\tpop %rbx\n"
+	"\tmov %rbx, 0x00(%rax)\n"
+	"\txor %eax, %eax\n"
+	"4:\tpop %rdi\n"
+	"\tpop %r15\n"
+	"\tpop %r14\n"
+	"\tpop %r13\n"
+	"\tpop %r12\n"
+	"\tpop %rbx\n"
+	"\tpop %rbp\n"
+	"\tret\n"
+	".size l1_enter_l2_keeping_gprs, . - l1_enter_l2_keeping_gprs\n"
+	".popsection\n");
+
+static_assert(__builtin_offsetof(struct l2_gprs, rdi) == 0x28 &&
+	      __builtin_offsetof(struct l2_gprs, rbp) == 0x30 &&
+	      __builtin_offsetof(struct l2_gprs, r15) == 0x70,
+	      "l1_enter_l2_keeping_gprs() offsets");
+static_assert(HOST_RSP == 0x6c14 && HOST_RIP == 0x6c16,
+	      "l1_enter_l2_keeping_gprs() VMCS encodings");
 
 void l2_exits_to_l0(int nr)
 {

@@ -133,6 +133,23 @@ if want xapic_ipi_test; then
 fi
 run vmx_preemption_timer_test 300
 run vmx_apicv_updates_test 300
+# 0006 with nested posted interrupts: L1's notifications to an L2 on another
+# vCPU and its own IPIs go through IPI virtualization while APICv is active
+# (even rounds; odd rounds post with APICv inhibited, i.e. without it), and
+# KVM processes the notification vector found in L1's IRR for L2.  The test
+# keeps L2's registers across the external-interrupt exits those IPIs cause
+# (with IPIv they land anywhere in L2: before it did, L2's round counter
+# became an L1 pointer).  No APIC-write exit for ICR with IPIv.
+if want vmx_apicv_defer_nested_pi_test; then
+	count_begin kvm_exit "exit_reason == 56 && info1 == 0x300"
+	run vmx_apicv_defer_nested_pi_test 300
+	count_end kvm_exit
+	echo "# vmx_apicv_defer_nested_pi_test: $COUNT APIC-write exits for ICR (300H)"
+	if [ "$ipiv_on" = 1 ]; then
+		tap_check "0006: vmx_apicv_defer_nested_pi_test: no APIC-write exits for ICR with IPIv (got $COUNT)" \
+			[ "$COUNT" = 0 ]
+	fi
+fi
 run vmx_apic_access_test 300
 run nested_set_state_test 300
 run state_test 300
