@@ -55,12 +55,13 @@
 //!
 //! # Test-only hardening builds
 //!
-//! For the `hardening` kernel variant (kCFI, KCSAN, fault injection), three more test-only
-//! builds show that its checks are live, and say `TEST-ONLY` when loaded: `KAD_CFI_MISMATCH=1`
-//! gives the refresh callback a `void *` where KVM passes a `struct kvm_vcpu *` (kCFI must
-//! trap on the first call), `KAD_FAULT_POINTS=1` adds the parameter
-//! `fail_step=symbol_get|debugfs|register` that fails that step of init, and
-//! `KAD_DATA_RACE=1` races two threads on a plain counter at init (KCSAN must report it).
+//! For the `hardening` (KASAN, kCFI, fault injection) and `kcsan` kernel variants, four more
+//! test-only builds show that their checks are live, and say `TEST-ONLY` when loaded:
+//! `KAD_CFI_MISMATCH=1` gives the refresh callback a `void *` where KVM passes a
+//! `struct kvm_vcpu *` (kCFI must trap on the first call), `KAD_FAULT_POINTS=1` adds the
+//! parameter `fail_step=symbol_get|debugfs|register` that fails that step of init,
+//! `KAD_OOB_WRITE=1` writes one byte past a kmalloc'ed buffer at init (KASAN must report it)
+//! and `KAD_DATA_RACE=1` races two threads on a plain counter at init (KCSAN must report it).
 //!
 //! # Layout
 //!
@@ -155,10 +156,12 @@ impl kernel::Module for KvmApicvDefer {
         if cfg!(kad_fault_points) {
             pr_warn!("TEST-ONLY fault-points build (module parameter fail_step)\n");
         }
-        #[cfg(kad_data_race)]
-        // SAFETY: Starts two kernel threads and waits for them; no preconditions.
+        #[cfg(kad_planted_bug)]
+        // SAFETY: Runs the test-only planted bug (a data race between two kernel threads it
+        // waits for, or a write past its own kmalloc'ed buffer), which the sanitizer must
+        // report; it has no preconditions and leaves nothing behind.
         unsafe {
-            host::shim::kad_test_data_race()
+            host::shim::kad_test_planted_bug()
         };
         Ok(Self {
             registration: Some(registration),

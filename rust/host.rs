@@ -49,8 +49,8 @@ pub(crate) mod shim {
         pub(crate) fn kad_request_apicv_update(vcpu: *mut kvm_vcpu);
         #[cfg(kad_fault_points)]
         pub(crate) fn kad_fault_point(step: *const kernel::ffi::c_char) -> bool;
-        #[cfg(kad_data_race)]
-        pub(crate) fn kad_test_data_race();
+        #[cfg(kad_planted_bug)]
+        pub(crate) fn kad_test_planted_bug();
     }
 }
 

@@ -17,6 +17,9 @@
 #include <linux/cpumask.h>
 #include <linux/kthread.h>
 #endif
+#ifdef KAD_OOB_WRITE
+#include <linux/slab.h>
+#endif
 #include <asm/cpufeature.h>
 #include <asm/kvm_vmx_apicv_hook.h>
 
@@ -116,9 +119,9 @@ void kad_request_apicv_update(struct kvm_vcpu *vcpu)
 
 #ifdef KAD_DATA_RACE
 /*
- * TEST ONLY (KAD_DATA_RACE=1): a deliberate data race, for the hardening
- * plan to show that KCSAN reports one in this module's code.  Two threads,
- * on two CPUs, start together and increment a plain counter.
+ * TEST ONLY (KAD_DATA_RACE=1): a deliberate data race, for the kcsan plan to
+ * show that KCSAN reports one in this module's code.  Two threads, on two
+ * CPUs, start together and increment a plain counter.
  */
 static unsigned long kad_racy_counter;
 static atomic_t kad_race_started;
@@ -135,13 +138,19 @@ static int kad_race_thread(void *data)
 	atomic_inc(&kad_race_started);
 	while (atomic_read(&kad_race_started) < 2)
 		cond_resched();
-	for (i = 0; i < 1000000; i++)
+	for (i = 0; i < 1000000; i++) {
 		kad_racy_counter++;	/* plain and unsynchronized: the race */
+		/*
+		 * Without it the compiler folds the loop into one load and
+		 * one store, which KCSAN's sampling all but never watches.
+		 */
+		barrier();
+	}
 	complete(&race->done);
 	return 0;
 }
 
-void kad_test_data_race(void)
+void kad_test_planted_bug(void)
 {
 	struct kad_race race[2];
 	struct task_struct *t;
@@ -168,5 +177,26 @@ void kad_test_data_race(void)
 	while (n)
 		wait_for_completion(&race[--n].done);
 	pr_warn("TEST-ONLY data race done: counter=%lu\n", READ_ONCE(kad_racy_counter));
+}
+#endif
+
+#ifdef KAD_OOB_WRITE
+/*
+ * TEST ONLY (KAD_OOB_WRITE=1): a deliberate out-of-bounds write, one byte past
+ * a kmalloc'ed buffer, for the hardening plan to show that KASAN reports one
+ * in this module's code.
+ */
+void kad_test_planted_bug(void)
+{
+	size_t len = 8;
+	char *buf = kmalloc(len, GFP_KERNEL);
+
+	if (!buf)
+		return;
+	/* Hidden from the compiler, which would reject the constant index. */
+	OPTIMIZER_HIDE_VAR(len);
+	buf[len] = 1;
+	kfree(buf);
+	pr_warn("TEST-ONLY out-of-bounds write done\n");
 }
 #endif

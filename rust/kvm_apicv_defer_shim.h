@@ -44,9 +44,13 @@ void kad_request_apicv_update(struct kvm_vcpu *vcpu);
 bool kad_fault_point(const char *step);
 #endif
 
-#ifdef KAD_DATA_RACE
-/* TEST ONLY: two kernel threads race on a plain counter (for KCSAN). */
-void kad_test_data_race(void);
+#if defined(KAD_DATA_RACE) || defined(KAD_OOB_WRITE)
+/*
+ * TEST ONLY: a planted bug the hardening kernels must report: two kernel
+ * threads racing on a plain counter (KAD_DATA_RACE, for KCSAN) or a write
+ * past a kmalloc'ed buffer (KAD_OOB_WRITE, for KASAN).
+ */
+void kad_test_planted_bug(void);
 #endif
 
 #endif /* KVM_APICV_DEFER_SHIM_H */
