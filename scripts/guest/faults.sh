@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: GPL-2.0
 # Fault injection into kvm_apicv_defer's init and exit, on the hardening
-# kernel (CONFIG_FAILSLAB, CONFIG_DEBUG_KMEMLEAK).  Sourced by plans after
-# kvm.sh and refusals.sh; shipped with the fault-points payload item.
+# kernel (CONFIG_FAILSLAB, CONFIG_DEBUG_KMEMLEAK), with the test-only
+# fault-points build.  Sourced by plans after configs.sh.
 #
 # - Every fallible step of init fails once, the way it fails for real: the
 #   test-only build's fail_step= (symbol_get, debugfs allocation,
@@ -10,6 +10,8 @@
 #   the module's KBox, the debugfs dentries and inodes).
 # - Loads with random slab failures: failslab at a probability on the insmod
 #   task only (task-filter, /proc/self/make-it-fail).
+# Both only fail allocations under the kernel's module loader (the stack
+# filter, CONFIG_FAULT_INJECTION_STACKTRACE_FILTER), not busybox's.
 # - Exit with every slab allocation of the rmmod task failing.
 # After each: the load succeeded (then it unloads) or failed with at most one
 # line of the module's, a known one; nothing is left (no module, no debugfs
@@ -24,6 +26,8 @@
 # one insmod may run init twice: each failed attempt may log one line.
 
 FAULT_KO=$M/fault-points/kvm_apicv_defer.ko
+# The build the fail-nth walk and the random loads load.
+FAULT_TALLY_KO=$M/kvm_apicv_defer.ko
 FAILSLAB=/sys/kernel/debug/failslab
 KMEMLEAK=/sys/kernel/debug/kmemleak
 # The module's refusals, one of which a failed init must have logged.
@@ -31,7 +35,8 @@ FAULT_LINES='kvm_intel is not loaded or lacks the APICv hook|allocating the debu
 
 # failslab_setup: fail only tasks with make-it-fail set (or a fail-nth),
 # GFP_KERNEL allocations too, silently (a failure's stack dump would look
-# like a splat to tap_dmesg_clean), as often as asked.
+# like a splat to tap_dmesg_clean), as often as asked, and only allocations
+# made by the module loader (see failslab_only_loader).
 failslab_setup() {
 	echo Y >$FAILSLAB/task-filter &&
 		echo N >$FAILSLAB/ignore-gfp-wait &&
@@ -39,7 +44,41 @@ failslab_setup() {
 		echo 0 >$FAILSLAB/space &&
 		echo 1 >$FAILSLAB/interval &&
 		echo -1 >$FAILSLAB/times &&
-		echo 0 >$FAILSLAB/probability
+		echo 0 >$FAILSLAB/probability &&
+		echo 32 >$FAILSLAB/stacktrace-depth &&
+		failslab_only_loader
+}
+
+# kallsyms_extent SYMBOL...: "0xSTART 0xEND", from the lowest SYMBOL's
+# address to the end of the highest one (the next symbol's address).
+kallsyms_extent() {
+	sort /proc/kallsyms | awk -v n=$# -v want=" $* " '
+		took >= n && $1 != last { print "0x" start, "0x" $1; exit }
+		index(want, " " $3 " ") { if (start == "") start = $1; took++; last = $1 }'
+}
+
+# failslab_only_loader: fail (and, for fail-nth, count) only allocations
+# with the module loader on the stack: the kernel's load_module() and the
+# do_init_module() that calls the module's init (the stack filter's one
+# range spans both, and what lies between them in kernel/module/main.c).
+# Without it, most fail-nth steps fail busybox's own system calls (opening
+# and reading the file) before the kernel's loader is reached.  Except
+# under alloc_vmap_area() (the loader's vmalloc of the module's memory):
+# its vmap_area allocations come from a per-CPU preload that is never
+# supposed to fail, and when failslab fails both, va_clip() WARNs
+# (mm/vmalloc.c) - a WARN about the injection, not about the module.
+failslab_only_loader() {
+	set -- $(kallsyms_extent load_module do_init_module) $(kallsyms_extent alloc_vmap_area)
+	[ $# -eq 4 ] || { echo "# faults: load_module, do_init_module or alloc_vmap_area not in /proc/kallsyms"; return 1; }
+	echo "# faults: failslab only under the module loader ($1..$2), not under alloc_vmap_area ($3..$4)"
+	echo "$1" >$FAILSLAB/require-start && echo "$2" >$FAILSLAB/require-end &&
+		echo "$3" >$FAILSLAB/reject-start && echo "$4" >$FAILSLAB/reject-end
+}
+
+# failslab_anywhere: no stack filter (for the rmmod task's allocations).
+failslab_anywhere() {
+	echo 0 >$FAILSLAB/require-start && echo 0xffffffffffffffff >$FAILSLAB/require-end &&
+		echo 0 >$FAILSLAB/reject-start && echo 0 >$FAILSLAB/reject-end
 }
 
 kvm_intel_refcnt() {
@@ -130,22 +169,35 @@ fault_step() {
 	fi
 }
 
-# fault_nth_walk KO MAX: fail the 1st, 2nd, ... slab allocation of a load of
-# KO and every one after it (insmod reading the file, the kernel's loader,
-# the module's init, their error paths), until three loads in a row succeed
-# with all counters (past the last allocation) or MAX loads.
+# fault_tally HOW ARG: one fault_load of the module, counted in FAULT_TALLY
+# ("loaded refused early broken"), which fault_tally_says prints.
+fault_tally() {
+	set -- "$1" "$2" $FAULT_TALLY
+	if ! fault_load "$FAULT_TALLY_KO" "$1" "$2"; then
+		FAULT_OUTCOME=broken
+		FAULT_TALLY="$3 $4 $5 $(($6 + 1))"
+		return
+	fi
+	case $FAULT_OUTCOME in
+	loaded) FAULT_TALLY="$(($3 + 1)) $4 $5 $6" ;;
+	refused) FAULT_TALLY="$3 $(($4 + 1)) $5 $6" ;;
+	early) FAULT_TALLY="$3 $4 $(($5 + 1)) $6" ;;
+	esac
+}
+fault_tally_says() {
+	set -- $FAULT_TALLY
+	echo "loaded=$1 refused-by-init=$2 failed-before-init=$3 broken=$4"
+}
+
+# fault_nth_walk MAX: fail the 1st, 2nd, ... slab allocation of a load of
+# the module and every one after it (insmod reading the file, the kernel's
+# loader, the module's init, their error paths), until three loads in a row
+# succeed with all counters (past the last allocation) or MAX loads.
 fault_nth_walk() {
-	local ko=$1 max=$2 n=1 loaded=0 refused=0 early=0 bad=0 clean=0
+	local max=$1 n=1 clean=0
+	FAULT_TALLY="0 0 0 0"
 	while [ $n -le "$max" ]; do
-		if ! fault_load "$ko" nth $n; then
-			bad=$((bad + 1))
-		else
-			case $FAULT_OUTCOME in
-			loaded) loaded=$((loaded + 1)) ;;
-			refused) refused=$((refused + 1)) ;;
-			early) early=$((early + 1)) ;;
-			esac
-		fi
+		fault_tally nth $n
 		# Three loads in a row that succeed with all five counters:
 		# past the last allocation, every one has had its turn.
 		if [ "$FAULT_OUTCOME" = loaded ] && [ "$FAULT_COUNTERS" -eq 5 ]; then
@@ -156,32 +208,27 @@ fault_nth_walk() {
 		fi
 		n=$((n + 1))
 	done
-	echo "# faults: fail-nth 1..$n: loaded=$loaded refused-by-init=$refused failed-before-init=$early broken=$bad"
+	echo "# faults: fail-nth 1..$n: $(fault_tally_says)"
+	set -- $FAULT_TALLY
 	tap_check "faults: every slab allocation of a load failed in turn ($n loads), each clean" \
-		[ $bad -eq 0 -a $n -le "$max" ]
+		[ "$4" -eq 0 -a $n -le "$max" ]
 	tap_check "faults: some allocation failures reached the module's init and were refused" \
-		[ $refused -gt 0 ]
+		[ "$2" -gt 0 ]
 }
 
 # fault_random N: N loads of the module with failslab at a probability on
 # the insmod task, cycling through 1, 2, 5 and 10 percent.
 fault_random() {
-	local n=$1 i=0 p loaded=0 refused=0 early=0 bad=0
-	while [ $i -lt "$n" ]; do
+	local i=0 p
+	FAULT_TALLY="0 0 0 0"
+	while [ $i -lt "$1" ]; do
 		case $((i % 4)) in 0) p=1 ;; 1) p=2 ;; 2) p=5 ;; *) p=10 ;; esac
-		if ! fault_load $M/kvm_apicv_defer.ko prob $p; then
-			bad=$((bad + 1))
-		else
-			case $FAULT_OUTCOME in
-			loaded) loaded=$((loaded + 1)) ;;
-			refused) refused=$((refused + 1)) ;;
-			early) early=$((early + 1)) ;;
-			esac
-		fi
+		fault_tally prob $p
 		i=$((i + 1))
 	done
-	echo "# faults: $n random loads (failslab 1/2/5/10%): loaded=$loaded refused-by-init=$refused failed-before-init=$early broken=$bad"
-	tap_check "faults: $n loads with random slab failures: each loaded or failed cleanly" [ $bad -eq 0 ]
+	echo "# faults: $1 random loads (failslab 1/2/5/10%): $(fault_tally_says)"
+	set -- $FAULT_TALLY
+	tap_check "faults: $i loads with random slab failures: each loaded or failed cleanly" [ "$4" -eq 0 ]
 }
 
 # fault_exit: the module unloads with every slab allocation of the rmmod
@@ -191,10 +238,12 @@ fault_exit() {
 		tap_not_ok "faults: exit under failslab: the module does not load"
 		return
 	fi
+	failslab_anywhere
 	echo 100 >$FAILSLAB/probability
 	sh -c 'echo 1 >/proc/self/make-it-fail && exec rmmod kvm_apicv_defer' >/tmp/fault.out 2>&1
 	FAULT_RC=$?
 	echo 0 >$FAILSLAB/probability
+	failslab_only_loader >/dev/null
 	tap_diag /tmp/fault.out
 	if [ "$FAULT_RC" -eq 0 ] && nothing_left; then
 		tap_ok "faults: exit with every slab allocation failing: unloaded, nothing left"
@@ -227,7 +276,7 @@ run_faults() {
 	fault_step debugfs "allocating the debugfs counters failed: -12"
 	fault_step register "registering the APICv hook failed: -22"
 	# NTH-MAX 0: no fail-nth walk (make check; check-full walks).
-	[ "$2" -eq 0 ] || fault_nth_walk $M/kvm_apicv_defer.ko "$2"
+	[ "$2" -eq 0 ] || fault_nth_walk "$2"
 	fault_random "$1"
 	fault_exit
 	tap_check "faults: the next normal load works" fault_load $M/kvm_apicv_defer.ko none 0

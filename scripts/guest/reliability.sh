@@ -8,14 +8,16 @@ unload_module() {
 	rmmod "$@" kvm_apicv_defer
 }
 
-# load_cycles N: N insmod/rmmod cycles of the module while the stress test's
-# two vCPUs cycle L1<->L2 under a toggling APICv inhibit; every other unload
-# is forced (rmmod -f).  Every load epoch must balance, applied + pending ==
+# load_cycles N [FORCED]: N insmod/rmmod cycles of the module while the
+# stress test's two vCPUs cycle L1<->L2 under a toggling APICv inhibit; the
+# unloads are forced (rmmod -f, CONFIG_MODULE_FORCE_UNLOAD) when FORCED is
+# all, every other one when it is alternate (the default), none when none.
+# Every load epoch must balance, applied + pending ==
 # deferred (the module logs its totals on unload; what is pending then is
 # left to KVM), the guests' IPI counts must match (so the updates KVM
 # applied after an unload were applied right), and nothing splats.
 load_cycles() {
-	local n=$1 i=0 runs=0 failed_runs=0 stress_pid= mark force pin0
+	local n=$1 forced=${2:-alternate} i=0 runs=0 failed_runs=0 stress_pid= mark force pin0
 	mark=$(dmesg | wc -l)
 	pin0=$(irq_total PIN)
 	: >/tmp/stress.log
@@ -32,8 +34,11 @@ load_cycles() {
 		fi
 		insmod $M/kvm_apicv_defer.ko || break
 		usleep $(( (i % 7) * 20000 ))
-		force=
-		[ $((i % 2)) -eq 1 ] && force=-f
+		case $forced in
+		all) force=-f ;;
+		alternate) force=; [ $((i % 2)) -eq 1 ] && force=-f ;;
+		*) force= ;;
+		esac
 		unload_module $force || break
 		i=$((i + 1))
 	done
@@ -47,9 +52,9 @@ load_cycles() {
 			if (v["pending"] > 0) left++
 			if (v["pending"] < 0 || v["applied"] + v["pending"] != v["deferred"]) bad++ }
 		END { print NR, d, a, p, left + 0, bad + 0 }' /tmp/epochs.log)
-	echo "# r: $i load cycles (every other one rmmod -f): epochs=$1 deferred=$2 applied=$3"
+	echo "# r: $i load cycles (rmmod -f: $forced): epochs=$1 deferred=$2 applied=$3"
 	echo "# r: $5 epochs ended with deferrals pending ($4 in all), left to KVM's drain"
-	tap_check "r: $n insmod/rmmod cycles completed under nested load" [ "$i" -eq "$n" ]
+	tap_check "r: $n insmod/rmmod cycles (rmmod -f: $forced) completed under nested load" [ "$i" -eq "$n" ]
 	tap_check "r: every load epoch balanced (applied + pending == deferred)" \
 		[ "$1" -eq "$i" -a "$6" -eq 0 ]
 	tap_check "r: the module deferred updates during the cycles" [ "$2" -gt 0 ]

@@ -89,33 +89,64 @@ tap_step() {
 	fi
 }
 
-# tap_subtest NAME LOG STATUS [SECONDS]: nest a guest's run.  LOG is its console; its
-# KTAP lines (results, diagnostics, plan) are printed indented, its own
-# "# N passed, N failed, N skipped" line is added to the totals, and NAME
-# gets one result line: ok if STATUS (the emulator's exit status) is 0 and
-# the guest failed nothing.  A guest that died before its totals (panic,
-# timeout) counts as one failure, on top of what it had reported.
+# Reports in a kernel log that are bugs (tap_dmesg_clean, tap_subtest).
+TAP_REPORTS='WARNING:|BUG:|Oops|Call Trace:|possible recursive locking|circular locking|inconsistent lock state|sleeping function called|KVM: .*internal error|RCU stall|soft lockup|hung_task|KASAN|KCSAN:|UBSAN'
+
+# tap_subtest NAME LOG STATUS [SECONDS]: nest a guest's run (or a host-side
+# KTAP run's).  LOG is its console; its KTAP lines (results, diagnostics,
+# plan) are printed indented, its own "# N passed, N failed, N skipped" line
+# (a host-side run's has no "# ") is added to the totals, and
+# NAME gets one result line: ok if STATUS (the emulator's exit status) is 0
+# and the guest failed nothing.  A guest that died before its totals (panic,
+# timeout) counts as one failure, on top of what it had reported - unless
+# it had declared that panic (tap_expect_panic): then its results are
+# counted from its lines, and NAME is ok if it failed nothing, the emulator
+# saw a panic (STATUS 4), and the kernel log after the declaration has a
+# line matching the declared ERE and no other report (TAP_REPORTS; the
+# oops and call trace of the expected failure aside).
 tap_subtest() {
-	_tap_name=$1 _tap_log=$2 _tap_status=$3 _tap_secs=${4:--}
+	_tap_name=$1 _tap_log=$2 _tap_status=$3 _tap_secs=${4:--} _tap_why=
 	echo "# Subtest: $_tap_name"
 	echo "    KTAP version 1"
-	grep -aE '^((not )?ok [0-9]+ |# |1\.\.)' "$_tap_log" | sed 's/^/    /'
+	# (A host-side run, e.g. check-packages, nests subtests of its own.)
+	grep -aE '^((not )?ok [0-9]+ |# |1\.\.| +((not )?ok [0-9]+ |# |1\.\.|KTAP version ))' "$_tap_log" |
+		sed 's/^/    /'
 	if [ -n "$TAP_SUMMARY" ]; then
 		grep -aE '^(not )?ok [0-9]+ ' "$_tap_log" | awk -v p="$_tap_name" '
 			{ r = ($1 == "not") ? "fail" : (/ # SKIP/ ? "skip" : "pass")
 			  sub(/^(not )?ok [0-9]+ /, ""); sub(/ # .*/, "")
 			  printf "%s\t%s\t%s\t-\n", r, p, $0 }' >>"$TAP_SUMMARY"
 	fi
-	# The guest's own count: "# P passed, F failed, S skipped".
-	set -- $(grep -aE '^# [0-9]+ passed, [0-9]+ failed, [0-9]+ skipped$' "$_tap_log" |
-		tail -n 1 | tr -dc '0-9 \n')
+	_tap_expect=$(sed -n 's/^# KAD-EXPECT-PANIC: //p' "$_tap_log" | tail -n 1)
+	# The guest's own count: "# P passed, F failed, S skipped", or, after
+	# a declared panic, its result lines counted.
+	if [ -n "$_tap_expect" ]; then
+		set -- $(grep -aE '^(not )?ok [0-9]+ ' "$_tap_log" | awk '
+			/^not / { f++; next } / # SKIP/ { s++; next } { p++ }
+			END { print p + 0, f + 0, s + 0 }')
+		_tap_why=$(_tap_panic_why "$_tap_log" "$_tap_status" "$_tap_expect" "$2")
+	else
+		set -- $(grep -aE '^(# )?[0-9]+ passed, [0-9]+ failed, [0-9]+ skipped$' "$_tap_log" |
+			tail -n 1 | tr -dc '0-9 \n')
+	fi
 	if [ $# -eq 3 ]; then
 		TAP_PASS=$((TAP_PASS + $1)); TAP_FAIL=$((TAP_FAIL + $2))
 		TAP_SKIP=$((TAP_SKIP + $3))
 	fi
 	TAP_N=$((TAP_N + 1))
 	TAP_SECS=$_tap_secs
-	if [ "$_tap_status" -eq 0 ] && [ $# -eq 3 ] && [ "$2" -eq 0 ]; then
+	if [ -n "$_tap_expect" ]; then
+		# The expected panic is one more leaf.
+		if [ -z "$_tap_why" ]; then
+			TAP_PASS=$((TAP_PASS + 1))
+			echo "ok $TAP_N $_tap_name"
+			_tap_record guest-pass "$_tap_name"
+		else
+			TAP_FAIL=$((TAP_FAIL + 1))
+			echo "not ok $TAP_N $_tap_name # $_tap_why; see $_tap_log"
+			_tap_record guest-fail "$_tap_name"
+		fi
+	elif [ "$_tap_status" -eq 0 ] && [ $# -eq 3 ] && [ "$2" -eq 0 ]; then
 		echo "ok $TAP_N $_tap_name"
 		_tap_record guest-pass "$_tap_name"
 	else
@@ -126,6 +157,35 @@ tap_subtest() {
 		echo "not ok $TAP_N $_tap_name # see $_tap_log"
 		_tap_record guest-fail "$_tap_name"
 	fi
+}
+
+# _tap_panic_why LOG STATUS ERE FAILED: why a declared panic does not count
+# (nothing if it does).  The kernel log after the declaration is what
+# follows the guest's kmsg marker in the panic's replay of the log
+# (panic_print=0x20), else what follows the declaration on the console.
+_tap_panic_why() {
+	_tap_m=$(grep -an 'kad: KAD-EXPECT-PANIC' "$1" | tail -n 1 | cut -d: -f1)
+	[ -n "$_tap_m" ] || _tap_m=$(grep -an '^# KAD-EXPECT-PANIC: ' "$1" | head -n 1 | cut -d: -f1)
+	tail -n +"$((_tap_m + 1))" "$1" >"$1.after-panic"
+	grep -aE "CFI failure at|$TAP_REPORTS" "$1.after-panic" |
+		grep -avE "$3|Oops|Call Trace:" >"$1.other-reports"
+	if [ "$2" -ne 4 ]; then
+		echo "no panic (emulator status $2)"
+	elif ! grep -aqE "$3" "$1.after-panic"; then
+		echo "no line matching '$3' after the declaration"
+	elif [ -s "$1.other-reports" ]; then
+		echo "another report after the declaration: $(head -n 1 "$1.other-reports")"
+	elif [ "$4" -ne 0 ]; then
+		echo "the guest failed a test"
+	fi
+}
+
+# tap_expect_panic ERE: (guest) declare that the kernel must now panic with
+# a line matching ERE in its log: the host's tap_subtest judges it.  Marks
+# the kernel log too, so the host can tell later reports from earlier ones.
+tap_expect_panic() {
+	echo "# KAD-EXPECT-PANIC: $1"
+	echo "kad: KAD-EXPECT-PANIC" >/dev/kmsg
 }
 
 # tap_totals_so_far: record the totals up to here in the summary (for a
@@ -204,8 +264,7 @@ tap_dmesg_clean() {
 	_tap_total=$(wc -l </tmp/dmesg.log)
 	tail -n +"$((DMESG_SEEN + 1))" /tmp/dmesg.log >/tmp/dmesg.new
 	DMESG_SEEN=$_tap_total
-	if grep -E 'WARNING:|BUG:|Oops|Call Trace:|possible recursive locking|circular locking|inconsistent lock state|sleeping function called|KVM: .*internal error|RCU stall|soft lockup|hung_task|KASAN|KCSAN:|UBSAN' \
-		/tmp/dmesg.new >/tmp/dmesg.bad; then
+	if grep -E "$TAP_REPORTS" /tmp/dmesg.new >/tmp/dmesg.bad; then
 		tap_diag /tmp/dmesg.new
 		tap_not_ok "$1"
 	else

@@ -1,11 +1,44 @@
 # SPDX-License-Identifier: GPL-2.0
-# kad-payload: selftests module fault-points data-race cfi-mismatch
-# The hardening kernel variant's boots (scripts/kernel-variants/
-# hardening.config: kCFI, KCSAN, fault injection, kmemleak): plans/emulated.sh
-# with its hardening parts, plus the test-only module builds they need.
-#   kad.part=hardening        (b), 40 load cycles (r), the fault injection of
-#                             faults.sh (100 random loads), the data race
-#   kad.part=hardening-quick  the same with 20 cycles and 20 random loads
-#   kad.part=cfi-mismatch     must end in a kCFI trap (a panic)
+# kad-payload: selftests module fault-points oob-write cfi-mismatch
+# The hardening kernel's boot (scripts/kernel-variants/hardening.config:
+# KASAN, kCFI, failslab, kmemleak): the fault injection of faults.sh, a
+# planted out-of-bounds write KASAN must report, the module's configurations
+# (b) and (r) of configs.sh, where any report in the kernel log fails a "no
+# kernel warnings" check, then the kCFI-mismatch build, whose trap ends the
+# boot in a panic.
+#   kad.part=hardening       (make check) the fail-nth walk, 20 random
+#                            loads, (r) 40 cycles
+#   kad.part=hardening-full  (make check-full) 100 random loads, 100 cycles
 # Sourced by /init.
-. /plans/emulated.sh
+. /lib/kad/configs.sh
+. /lib/kad/faults.sh
+
+# cfi_mismatch_traps: the test-only build whose refresh callback takes a
+# void * where KVM's ops pass a struct kvm_vcpu *.  The first refresh KVM
+# offers it (the uninhibit scenario's first APICv update in L2) must trap:
+# "CFI failure at ... (target: kad_refresh_apicv_exec_ctrl...)", an oops,
+# which oops=panic on the command line makes a panic.  The guest declares
+# that panic (KAD-EXPECT-PANIC, see scripts/lib/ktap.sh) and the host
+# judges it; getting past the test is the failure.  Last: it ends the boot.
+cfi_mismatch_traps() {
+	tap_check "cfi: insmod the kCFI-mismatch build (TEST-ONLY)" \
+		insmod $M/cfi-mismatch/kvm_apicv_defer.ko || return
+	tap_expect_panic "CFI failure at .*target: kad_refresh_apicv_exec_ctrl"
+	tap_run "cfi: vmx_apicv_defer_uninhibit_test" 300 $T/vmx_apicv_defer_uninhibit_test
+	tap_not_ok "cfi: the mismatched callback was called without a CFI trap"
+}
+
+host_checks
+case "${KAD_PART:-}" in
+hardening) random=20 cycles=40 ;;
+hardening-full) random=100 cycles=100 ;;
+*) tap_not_ok "kad.part=${KAD_PART:-}: the hardening plan has parts hardening and hardening-full" ;;
+esac
+if [ -n "${random:-}" ]; then
+	run_faults "$random" 400
+	faults_dmesg_clean "faults: no kernel warnings (but the allocation-failure reports)"
+	planted_bug_reported oob-write 'BUG: KASAN: slab-out-of-bounds in kad_test_planted_bug'
+	config_b
+	config_r "$cycles" alternate
+	cfi_mismatch_traps
+fi

@@ -1,0 +1,13 @@
+# SPDX-License-Identifier: GPL-2.0
+# kad-payload: selftests module data-race
+# The kcsan kernel's boot (scripts/kernel-variants/kcsan.config: KCSAN,
+# kCFI; make check-full): a planted data race KCSAN must report, then the
+# module's configurations (b) and (r, 40 cycles) of configs.sh, where any
+# KCSAN report fails a "no kernel warnings" check.
+# Sourced by /init.
+. /lib/kad/configs.sh
+
+host_checks
+planted_bug_reported data-race 'BUG: KCSAN: data-race in kad_race_thread'
+config_b
+config_r 40 alternate
