@@ -194,12 +194,7 @@ static void l1_update(u64 n)
 
 static void l1_guest_code(struct vmx_pages *vmx_pages)
 {
-#define L2_GUEST_STACK_SIZE 512
-	unsigned long l2_guest_stack[L2_GUEST_STACK_SIZE];
-
-	GUEST_ASSERT(prepare_for_vmx_operation(vmx_pages));
-	GUEST_ASSERT(load_vmcs(vmx_pages));
-	prepare_vmcs(vmx_pages, l2_guest_code, &l2_guest_stack[L2_GUEST_STACK_SIZE]);
+	__l1_prepare_l2(vmx_pages, l2_guest_code);
 	/*
 	 * A software-enabled local APIC, as any real L1 (and the project's
 	 * selftests and demo) has: without it KVM skips the TPR-threshold

@@ -299,11 +299,9 @@ static void receiver_take_l1_ipis(u64 round)
 static void receiver_l1_code(struct vmx_pages *vmx_pages,
 			     struct l2_posted_intr_pages *pi)
 {
-#define L2_GUEST_STACK_SIZE 512
-	unsigned long l2_guest_stack[L2_GUEST_STACK_SIZE];
 	u64 round;
 
-	l1_prepare_l2(vmx_pages, l2_guest_code, &l2_guest_stack[L2_GUEST_STACK_SIZE]);
+	l1_prepare_l2(vmx_pages, l2_guest_code);
 	l1_enable_l2_posted_intr(pi, NOTIFICATION_VECTOR);
 
 	xapic_enable();

@@ -153,11 +153,9 @@ static void l2_guest_code(void)
 
 static void nester_guest_code(struct vmx_pages *vmx_pages)
 {
-#define L2_GUEST_STACK_SIZE 512
-	unsigned long l2_guest_stack[L2_GUEST_STACK_SIZE];
 	u64 start, limit;
 
-	l1_prepare_l2(vmx_pages, l2_guest_code, &l2_guest_stack[L2_GUEST_STACK_SIZE]);
+	l1_prepare_l2(vmx_pages, l2_guest_code);
 
 	xapic_enable();
 	GUEST_ASSERT_EQ(xapic_read_reg(APIC_ID), NESTER_APIC_ID << 24);

@@ -44,12 +44,7 @@ static void l2_guest_code(void)
 
 static void l1_guest_code(struct vmx_pages *vmx_pages)
 {
-#define L2_GUEST_STACK_SIZE 64
-	unsigned long l2_guest_stack[L2_GUEST_STACK_SIZE];
-
-	GUEST_ASSERT(prepare_for_vmx_operation(vmx_pages));
-	GUEST_ASSERT(load_vmcs(vmx_pages));
-	prepare_vmcs(vmx_pages, l2_guest_code, &l2_guest_stack[L2_GUEST_STACK_SIZE]);
+	__l1_prepare_l2(vmx_pages, l2_guest_code);
 	GUEST_ASSERT(!vmlaunch());
 	GUEST_FAIL("L2 exited to L1: %lu", vmreadz(VM_EXIT_REASON));
 }

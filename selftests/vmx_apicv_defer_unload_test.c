@@ -99,12 +99,9 @@ static void l1_inhibit_and_run_l2(bool launch)
 
 static void l1_guest_code(struct vmx_pages *vmx_pages)
 {
-#define L2_GUEST_STACK_SIZE 512
-	unsigned long l2_guest_stack[L2_GUEST_STACK_SIZE];
-
-	l1_prepare_l2(vmx_pages, l2_guest_code, &l2_guest_stack[L2_GUEST_STACK_SIZE]);
-
 	int round;
+
+	l1_prepare_l2(vmx_pages, l2_guest_code);
 
 	xapic_enable();
 	l1_check_ipis();

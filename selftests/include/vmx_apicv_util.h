@@ -68,10 +68,17 @@ void apic_eoi_and_check(u8 vector, unsigned int checks);
 void xapic_check_self_ipis(u8 vector, int rounds, unsigned int eoi_checks);
 
 /*
- * Enter VMX operation, load the VMCS and set up L2 to run @l2_code on
- * @l2_rsp with an empty MSR bitmap, i.e. L2's MSR accesses exit to L0 only.
+ * Enter VMX operation, load the VMCS and set up L2 to run @l2_code on a
+ * stack of L2_STACK_SIZE bytes that the library keeps, one per VM: only one
+ * vCPU of a VM may run L2.  __l1_prepare_l2() leaves the VMCS as
+ * prepare_vmcs() makes it (every MSR access of L2 exits to L1);
+ * l1_prepare_l2() adds an empty MSR bitmap, i.e. L2's MSR accesses exit to
+ * L0 only.
  */
-void l1_prepare_l2(struct vmx_pages *vmx_pages, void *l2_code, void *l2_rsp);
+#define L2_STACK_SIZE	4096
+
+void __l1_prepare_l2(struct vmx_pages *vmx_pages, void *l2_code);
+void l1_prepare_l2(struct vmx_pages *vmx_pages, void *l2_code);
 
 /* Assert L2 exited with VMCALL and move L2 past it. */
 void l1_skip_vmcall(void);

@@ -127,11 +127,22 @@ void xapic_check_self_ipis(u8 vector, int rounds, unsigned int eoi_checks)
 	}
 }
 
-void l1_prepare_l2(struct vmx_pages *vmx_pages, void *l2_code, void *l2_rsp)
+/* L2's stack, in guest memory: each VM has its own copy of the image. */
+static u8 l2_stack[L2_STACK_SIZE] __aligned(16);
+static bool l2_stack_taken;
+
+void __l1_prepare_l2(struct vmx_pages *vmx_pages, void *l2_code)
 {
+	__GUEST_ASSERT(!__atomic_exchange_n(&l2_stack_taken, true, __ATOMIC_SEQ_CST),
+		       "L2 already prepared in this VM: one L2 stack per VM");
 	GUEST_ASSERT(prepare_for_vmx_operation(vmx_pages));
 	GUEST_ASSERT(load_vmcs(vmx_pages));
-	prepare_vmcs(vmx_pages, l2_code, l2_rsp);
+	prepare_vmcs(vmx_pages, l2_code, &l2_stack[L2_STACK_SIZE]);
+}
+
+void l1_prepare_l2(struct vmx_pages *vmx_pages, void *l2_code)
+{
+	__l1_prepare_l2(vmx_pages, l2_code);
 	vmwrite(CPU_BASED_VM_EXEC_CONTROL,
 		vmreadz(CPU_BASED_VM_EXEC_CONTROL) | CPU_BASED_USE_MSR_BITMAPS);
 }
