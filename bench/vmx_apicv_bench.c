@@ -465,11 +465,9 @@ int main(int argc, char *argv[])
 	updates += updates % 2;
 	warmup += warmup % 2;
 
-	TEST_REQUIRE(kvm_cpu_has(X86_FEATURE_VMX));
+	require_vmx_apicv("no APICv updates");
 	TEST_REQUIRE(kvm_has_cap(KVM_CAP_SET_GUEST_DEBUG));
 	TEST_REQUIRE(kvm_has_cap(KVM_CAP_NESTED_STATE));
-	__TEST_REQUIRE(get_kvm_intel_param_bool("enable_apicv"),
-		       "APICv disabled (kvm_intel.enable_apicv=N): no APICv updates");
 
 	vm = vm_create_with_one_vcpu(&vcpu, l1_guest_code);
 	vcpu_alloc_vmx(vm, &vmx_pages_gva);

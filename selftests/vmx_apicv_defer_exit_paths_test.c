@@ -524,11 +524,9 @@ int main(int argc, char *argv[])
 		}
 	}
 
-	TEST_REQUIRE(kvm_cpu_has(X86_FEATURE_VMX));
+	require_vmx_apicv("nothing to defer");
 	TEST_REQUIRE(kvm_has_cap(KVM_CAP_SET_GUEST_DEBUG));
 	TEST_REQUIRE(kvm_has_cap(KVM_CAP_NESTED_STATE));
-	__TEST_REQUIRE(get_kvm_intel_param_bool("enable_apicv"),
-		       "APICv disabled (kvm_intel.enable_apicv=N): nothing to defer");
 
 	have_counters = apicv_defer_have_counters();
 	TEST_ASSERT(have_counters || !apicv_defer_loaded(),

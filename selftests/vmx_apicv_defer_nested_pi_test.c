@@ -488,9 +488,7 @@ int main(int argc, char *argv[])
 	TEST_ASSERT(nr_posts >= L1_IPIS_IN_L2, "-p must be at least %d",
 		    L1_IPIS_IN_L2);
 
-	TEST_REQUIRE(kvm_cpu_has(X86_FEATURE_VMX));
-	__TEST_REQUIRE(get_kvm_intel_param_bool("enable_apicv"),
-		       "APICv disabled (kvm_intel.enable_apicv=N): no posted interrupts");
+	require_vmx_apicv("no posted interrupts");
 
 	ksft_print_header();
 	ksft_set_plan(nr_rounds);

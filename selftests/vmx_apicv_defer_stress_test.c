@@ -259,9 +259,7 @@ int main(int argc, char *argv[])
 		}
 	}
 
-	TEST_REQUIRE(kvm_cpu_has(X86_FEATURE_VMX));
-	__TEST_REQUIRE(get_kvm_intel_param_bool("enable_apicv"),
-		       "APICv disabled (kvm_intel.enable_apicv=N): nothing to defer");
+	require_vmx_apicv("nothing to defer");
 
 	ksft_print_header();
 	ksft_set_plan(1);

@@ -121,11 +121,9 @@ int main(int argc, char *argv[])
 {
 	int round;
 
-	TEST_REQUIRE(kvm_cpu_has(X86_FEATURE_VMX));
+	require_vmx_apicv("nothing to defer");
 	TEST_REQUIRE(kvm_has_cap(KVM_CAP_SET_GUEST_DEBUG));
 	TEST_REQUIRE(kvm_has_cap(KVM_CAP_NESTED_STATE));
-	__TEST_REQUIRE(get_kvm_intel_param_bool("enable_apicv"),
-		       "APICv disabled (kvm_intel.enable_apicv=N): nothing to defer");
 
 	ksft_print_header();
 	ksft_set_plan(NR_ROUNDS);

@@ -219,12 +219,9 @@ int main(int argc, char *argv[])
 		}
 	}
 
-	TEST_REQUIRE(kvm_cpu_has(X86_FEATURE_VMX));
+	require_vmx_apicv("nothing to defer");
 	TEST_REQUIRE(kvm_has_cap(KVM_CAP_NESTED_STATE));
-	__TEST_REQUIRE(get_kvm_intel_param_bool("enable_apicv"),
-		       "APICv disabled (kvm_intel.enable_apicv=N): nothing to defer");
-	__TEST_REQUIRE(apicv_defer_loaded(),
-		       "kvm_apicv_defer.ko is not loaded (no " MODULE_SYSFS ")");
+	require_apicv_defer();
 	__TEST_REQUIRE(ko && *ko,
 		       "No path to kvm_apicv_defer.ko (-m or $KVM_APICV_DEFER_KO) to reload it after unloading");
 	TEST_ASSERT(!access(ko, R_OK), "Cannot read %s", ko);

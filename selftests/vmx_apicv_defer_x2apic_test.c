@@ -131,10 +131,8 @@ int main(int argc, char *argv[])
 	struct ucall uc;
 	int checked = 0;
 
-	TEST_REQUIRE(kvm_cpu_has(X86_FEATURE_VMX));
+	require_vmx_apicv("nothing to defer");
 	TEST_REQUIRE(kvm_cpu_has(X86_FEATURE_X2APIC));
-	__TEST_REQUIRE(get_kvm_intel_param_bool("enable_apicv"),
-		       "APICv disabled (kvm_intel.enable_apicv=N): nothing to defer");
 
 	ksft_print_header();
 	ksft_set_plan(2 * NR_CYCLES);

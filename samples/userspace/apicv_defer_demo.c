@@ -354,11 +354,9 @@ int main(int argc, char *argv[])
 	struct stat st;
 	int round = 0;
 
-	TEST_REQUIRE(kvm_cpu_has(X86_FEATURE_VMX));
+	require_vmx_apicv("nothing to show");
 	TEST_REQUIRE(kvm_has_cap(KVM_CAP_SET_GUEST_DEBUG));
 	TEST_REQUIRE(kvm_has_cap(KVM_CAP_NESTED_STATE));
-	__TEST_REQUIRE(get_kvm_intel_param_bool("enable_apicv"),
-		       "APICv disabled (kvm_intel.enable_apicv=N): nothing to show");
 
 	/* Line-buffered even into a pipe or a file: the story keeps its order. */
 	setvbuf(stdout, NULL, _IOLBF, 0);

@@ -112,6 +112,12 @@ int l1_enter_l2_keeping_gprs(struct l2_gprs *gprs, bool launch);
 /* --- Userspace ------------------------------------------------------------ */
 
 /*
+ * Skip the test unless the host has VMX and kvm_intel runs with APICv
+ * (enable_apicv); @why says what the test is left with otherwise.
+ */
+void require_vmx_apicv(const char *why);
+
+/*
  * A VM with one vCPU running @l1_code(vmx_pages) with L1's xAPIC mapped and
  * irq_count_handler() installed for @vector.
  */
@@ -265,6 +271,9 @@ static inline bool apicv_defer_loaded(void)
 {
 	return !access(APICV_DEFER_SYSFS, F_OK);
 }
+
+/* Skip the test unless the module is loaded. */
+void require_apicv_defer(void);
 
 /*
  * Whether the module's counters can be read: mounts debugfs when the module

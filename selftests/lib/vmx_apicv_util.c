@@ -251,6 +251,13 @@ void l2_exits_to_l0(int nr)
 		GUEST_ASSERT(rdmsr(MSR_IA32_APICBASE) & MSR_IA32_APICBASE_ENABLE);
 }
 
+void require_vmx_apicv(const char *why)
+{
+	TEST_REQUIRE(kvm_cpu_has(X86_FEATURE_VMX));
+	__TEST_REQUIRE(get_kvm_intel_param_bool("enable_apicv"),
+		       "APICv disabled (kvm_intel.enable_apicv=N): %s", why);
+}
+
 struct kvm_vm *vm_create_l1_with_xapic(struct kvm_vcpu **vcpu, void *l1_code,
 				       u8 vector)
 {
@@ -502,6 +509,12 @@ const char * const apicv_defer_counter_names[NR_APICV_DEFER_COUNTERS] = {
 	[APICV_DEFER_REQUESTS] = "requests",
 	[APICV_DEFER_PENDING] = "pending",
 };
+
+void require_apicv_defer(void)
+{
+	__TEST_REQUIRE(apicv_defer_loaded(),
+		       "kvm_apicv_defer.ko is not loaded (no " APICV_DEFER_SYSFS ")");
+}
 
 bool apicv_defer_have_counters(void)
 {
