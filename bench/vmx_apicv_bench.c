@@ -436,7 +436,6 @@ int main(int argc, char *argv[])
 {
 	const char *config = "unnamed";
 	u64 roundtrips = 400, updates = 100, warmup = 8;
-	gva_t vmx_pages_gva;
 	struct kvm_vcpu *vcpu;
 	struct kvm_vm *vm;
 	int opt;
@@ -469,10 +468,7 @@ int main(int argc, char *argv[])
 	TEST_REQUIRE(kvm_has_cap(KVM_CAP_SET_GUEST_DEBUG));
 	TEST_REQUIRE(kvm_has_cap(KVM_CAP_NESTED_STATE));
 
-	vm = vm_create_with_one_vcpu(&vcpu, l1_guest_code);
-	vcpu_alloc_vmx(vm, &vmx_pages_gva);
-	virt_pg_map(vm, APIC_DEFAULT_GPA, APIC_DEFAULT_GPA);
-	vcpu_args_set(vcpu, 1, vmx_pages_gva);
+	vm = vm_create_l1(&vcpu, l1_guest_code);
 
 	vcpu_run(vcpu);
 	TEST_ASSERT_EQ(get_sync(vcpu), SYNC_L1_CMD);

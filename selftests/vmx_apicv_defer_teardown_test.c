@@ -64,7 +64,6 @@ static void run_round(int round)
 	long long pending, applied, deferred;
 	bool module = apicv_defer_read_counter("pending", &pending0);
 	bool reactivate = round & 1;
-	gva_t vmx_pages_gva;
 	struct kvm_vcpu *vcpu;
 	struct kvm_vm *vm;
 
@@ -73,9 +72,7 @@ static void run_round(int round)
 		apicv_defer_read_counter("deferred", &deferred0);
 	}
 
-	vm = vm_create_with_one_vcpu(&vcpu, l1_guest_code);
-	vcpu_alloc_vmx(vm, &vmx_pages_gva);
-	vcpu_args_set(vcpu, 1, vmx_pages_gva);
+	vm = vm_create_l1(&vcpu, l1_guest_code);
 
 	run_to_l2_sync(vcpu, round);
 

@@ -118,9 +118,10 @@ int l1_enter_l2_keeping_gprs(struct l2_gprs *gprs, bool launch);
 void require_vmx_apicv(const char *why);
 
 /*
- * A VM with one vCPU running @l1_code(vmx_pages) with L1's xAPIC mapped and
- * irq_count_handler() installed for @vector.
+ * A VM with one vCPU running @l1_code(vmx_pages) with L1's xAPIC mapped; the
+ * second also installs irq_count_handler() for @vector.
  */
+struct kvm_vm *vm_create_l1(struct kvm_vcpu **vcpu, void *l1_code);
 struct kvm_vm *vm_create_l1_with_xapic(struct kvm_vcpu **vcpu, void *l1_code,
 				       u8 vector);
 

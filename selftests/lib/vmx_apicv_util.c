@@ -258,8 +258,7 @@ void require_vmx_apicv(const char *why)
 		       "APICv disabled (kvm_intel.enable_apicv=N): %s", why);
 }
 
-struct kvm_vm *vm_create_l1_with_xapic(struct kvm_vcpu **vcpu, void *l1_code,
-				       u8 vector)
+struct kvm_vm *vm_create_l1(struct kvm_vcpu **vcpu, void *l1_code)
 {
 	gva_t vmx_pages_gva;
 	struct kvm_vm *vm;
@@ -268,6 +267,14 @@ struct kvm_vm *vm_create_l1_with_xapic(struct kvm_vcpu **vcpu, void *l1_code,
 	vcpu_alloc_vmx(vm, &vmx_pages_gva);
 	vcpu_args_set(*vcpu, 1, vmx_pages_gva);
 	virt_pg_map(vm, APIC_DEFAULT_GPA, APIC_DEFAULT_GPA);
+	return vm;
+}
+
+struct kvm_vm *vm_create_l1_with_xapic(struct kvm_vcpu **vcpu, void *l1_code,
+				       u8 vector)
+{
+	struct kvm_vm *vm = vm_create_l1(vcpu, l1_code);
+
 	vm_install_exception_handler(vm, vector, irq_count_handler);
 	return vm;
 }
