@@ -10,6 +10,7 @@
 
 #include <pthread.h>
 #include <stdbool.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "kvm_util.h"
@@ -140,6 +141,9 @@ bool vcpu_get_sync(struct kvm_vcpu *vcpu, struct ucall *uc);
 struct kvm_nested_state *vcpu_nested_state(struct kvm_vcpu *vcpu);
 bool vcpu_in_l2(struct kvm_vcpu *vcpu);
 
+/* A guest variable @guest_var, read while the vCPUs may still run. */
+u64 read_guest_u64(struct kvm_vm *vm, volatile u64 *guest_var);
+
 /* KVM_GUESTDBG_BLOCKIRQ on or off; while it is on, APICv is inhibited. */
 void vcpu_set_blockirq(struct kvm_vcpu *vcpu, bool block);
 
@@ -243,11 +247,46 @@ unsigned long long host_irq_print_delta(const char *name,
 					const struct host_irq_count *after);
 
 /*
+ * The host's posted-interrupt notifications taken outside guest mode, for
+ * L1 (PIN) and for an L2 (NPI), and their deltas per CPU as TAP
+ * diagnostics.
+ */
+struct host_pi_notifications {
+	struct host_irq_count pin, npi;
+};
+
+void host_pi_notifications_read(struct host_pi_notifications *n);
+void host_pi_notifications_print_delta(const struct host_pi_notifications *before,
+				       const struct host_pi_notifications *after);
+
+/*
  * Pin @nr threads to distinct CPUs of the process's affinity mask, in its
  * order, so that interrupts they send each other cross CPUs.  Returns false
  * (pinning nothing) if the mask has fewer than @nr CPUs.
  */
 bool pin_threads_to_distinct_cpus(pthread_t *threads, int nr);
+
+/* A vCPU run by a thread of its own, which sets @done at GUEST_DONE. */
+struct vcpu_thread {
+	struct kvm_vcpu *vcpu;
+	pthread_t thread;
+	bool done;
+};
+
+/* Start @fn(@t) in a new thread. */
+void vcpu_thread_start(struct vcpu_thread *t, void *(*fn)(void *));
+
+/*
+ * Pin the threads of vCPUs @a and @b to two distinct host CPUs, in that
+ * order, when the process may run on two; say which as a TAP diagnostic.
+ */
+void vcpu_threads_pin_apart(struct vcpu_thread *a, struct vcpu_thread *b);
+
+/*
+ * Join @t by @deadline (CLOCK_REALTIME): the test fails if the thread is
+ * still running then, or ended without its vCPU reaching GUEST_DONE.
+ */
+void vcpu_thread_join(struct vcpu_thread *t, const struct timespec *deadline);
 
 /* --- kvm_apicv_defer.ko and the rig's test instrumentation ---------------- */
 

@@ -3,6 +3,7 @@
  * Helpers for nested VMX tests of L1's APICv state (vmx_apicv_util.h).
  */
 #include <assert.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <sched.h>
 #include <stdio.h>
@@ -279,6 +280,11 @@ struct kvm_vm *vm_create_l1_with_xapic(struct kvm_vcpu **vcpu, void *l1_code,
 	return vm;
 }
 
+u64 read_guest_u64(struct kvm_vm *vm, volatile u64 *guest_var)
+{
+	return *(volatile u64 *)addr_gva2hva(vm, (gva_t)guest_var);
+}
+
 bool vcpu_get_sync(struct kvm_vcpu *vcpu, struct ucall *uc)
 {
 	TEST_ASSERT_KVM_EXIT_REASON(vcpu, KVM_EXIT_IO);
@@ -491,6 +497,19 @@ unsigned long long host_irq_print_delta(const char *name,
 	return total;
 }
 
+void host_pi_notifications_read(struct host_pi_notifications *n)
+{
+	host_irq_read("PIN", &n->pin);
+	host_irq_read("NPI", &n->npi);
+}
+
+void host_pi_notifications_print_delta(const struct host_pi_notifications *before,
+				       const struct host_pi_notifications *after)
+{
+	host_irq_print_delta("PIN", &before->pin, &after->pin);
+	host_irq_print_delta("NPI", &before->npi, &after->npi);
+}
+
 bool pin_threads_to_distinct_cpus(pthread_t *threads, int nr)
 {
 	int cpu = -1, i;
@@ -507,6 +526,31 @@ bool pin_threads_to_distinct_cpus(pthread_t *threads, int nr)
 		pin_task_to_cpu(threads[i], cpu);
 	}
 	return true;
+}
+
+void vcpu_thread_start(struct vcpu_thread *t, void *(*fn)(void *))
+{
+	TEST_ASSERT(!pthread_create(&t->thread, NULL, fn, t),
+		    "pthread_create() failed");
+}
+
+void vcpu_threads_pin_apart(struct vcpu_thread *a, struct vcpu_thread *b)
+{
+	pthread_t threads[2] = { a->thread, b->thread };
+
+	ksft_print_msg("vCPU threads %s\n",
+		       pin_threads_to_distinct_cpus(threads, 2) ?
+		       "pinned to two host CPUs" :
+		       "not pinned (fewer than two host CPUs)");
+}
+
+void vcpu_thread_join(struct vcpu_thread *t, const struct timespec *deadline)
+{
+	int r = pthread_timedjoin_np(t->thread, NULL, deadline);
+
+	TEST_ASSERT(!r, "vCPU%u did not finish in time (%s)", t->vcpu->id,
+		    r == ETIMEDOUT ? "timed out" : strerror(r));
+	TEST_ASSERT(t->done, "vCPU%u stopped without GUEST_DONE", t->vcpu->id);
 }
 
 const char * const apicv_defer_counter_names[NR_APICV_DEFER_COUNTERS] = {
