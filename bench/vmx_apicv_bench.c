@@ -194,12 +194,7 @@ static void l1_update(u64 n)
 
 static void l1_guest_code(struct vmx_pages *vmx_pages)
 {
-#define L2_GUEST_STACK_SIZE 512
-	unsigned long l2_guest_stack[L2_GUEST_STACK_SIZE];
-
-	GUEST_ASSERT(prepare_for_vmx_operation(vmx_pages));
-	GUEST_ASSERT(load_vmcs(vmx_pages));
-	prepare_vmcs(vmx_pages, l2_guest_code, &l2_guest_stack[L2_GUEST_STACK_SIZE]);
+	__l1_prepare_l2(vmx_pages, l2_guest_code);
 	/*
 	 * A software-enabled local APIC, as any real L1 (and the project's
 	 * selftests and demo) has: without it KVM skips the TPR-threshold
@@ -441,7 +436,6 @@ int main(int argc, char *argv[])
 {
 	const char *config = "unnamed";
 	u64 roundtrips = 400, updates = 100, warmup = 8;
-	gva_t vmx_pages_gva;
 	struct kvm_vcpu *vcpu;
 	struct kvm_vm *vm;
 	int opt;
@@ -470,16 +464,11 @@ int main(int argc, char *argv[])
 	updates += updates % 2;
 	warmup += warmup % 2;
 
-	TEST_REQUIRE(kvm_cpu_has(X86_FEATURE_VMX));
+	require_vmx_apicv("no APICv updates");
 	TEST_REQUIRE(kvm_has_cap(KVM_CAP_SET_GUEST_DEBUG));
 	TEST_REQUIRE(kvm_has_cap(KVM_CAP_NESTED_STATE));
-	__TEST_REQUIRE(get_kvm_intel_param_bool("enable_apicv"),
-		       "APICv disabled (kvm_intel.enable_apicv=N): no APICv updates");
 
-	vm = vm_create_with_one_vcpu(&vcpu, l1_guest_code);
-	vcpu_alloc_vmx(vm, &vmx_pages_gva);
-	virt_pg_map(vm, APIC_DEFAULT_GPA, APIC_DEFAULT_GPA);
-	vcpu_args_set(vcpu, 1, vmx_pages_gva);
+	vm = vm_create_l1(&vcpu, l1_guest_code);
 
 	vcpu_run(vcpu);
 	TEST_ASSERT_EQ(get_sync(vcpu), SYNC_L1_CMD);

@@ -42,7 +42,6 @@
 #include "apic.h"
 #include "vmx_apicv_util.h"
 
-#define MODULE_SYSFS		APICV_DEFER_SYSFS
 #define COUNTERS_DIR		APICV_DEFER_COUNTERS_DIR
 
 #define IPI_VECTOR		0xe0
@@ -96,10 +95,7 @@ static void l2_guest_code(void)
 
 static void l1_guest_code(struct vmx_pages *vmx_pages)
 {
-#define L2_GUEST_STACK_SIZE 512
-	unsigned long l2_guest_stack[L2_GUEST_STACK_SIZE];
-
-	l1_prepare_l2(vmx_pages, l2_guest_code, &l2_guest_stack[L2_GUEST_STACK_SIZE]);
+	l1_prepare_l2(vmx_pages, l2_guest_code);
 
 	xapic_enable();
 	xapic_check_self_ipis(IPI_VECTOR, NR_IPI_ROUNDS, 0);
@@ -218,13 +214,10 @@ int main(int argc, char *argv[])
 	struct ucall uc;
 	int step = 0;
 
-	TEST_REQUIRE(kvm_cpu_has(X86_FEATURE_VMX));
+	require_vmx_apicv("nothing to defer");
 	TEST_REQUIRE(kvm_has_cap(KVM_CAP_SET_GUEST_DEBUG));
 	TEST_REQUIRE(kvm_has_cap(KVM_CAP_NESTED_STATE));
-	__TEST_REQUIRE(get_kvm_intel_param_bool("enable_apicv"),
-		       "APICv disabled (kvm_intel.enable_apicv=N): nothing to defer");
-	__TEST_REQUIRE(apicv_defer_loaded(),
-		       "kvm_apicv_defer.ko is not loaded (no " MODULE_SYSFS ")");
+	require_apicv_defer();
 	__TEST_REQUIRE(apicv_defer_have_counters(),
 		       "kvm_apicv_defer is loaded but " COUNTERS_DIR
 		       " is missing (debugfs not mounted, or CONFIG_DEBUG_FS=n)");

@@ -299,11 +299,9 @@ static void receiver_take_l1_ipis(u64 round)
 static void receiver_l1_code(struct vmx_pages *vmx_pages,
 			     struct l2_posted_intr_pages *pi)
 {
-#define L2_GUEST_STACK_SIZE 512
-	unsigned long l2_guest_stack[L2_GUEST_STACK_SIZE];
 	u64 round;
 
-	l1_prepare_l2(vmx_pages, l2_guest_code, &l2_guest_stack[L2_GUEST_STACK_SIZE]);
+	l1_prepare_l2(vmx_pages, l2_guest_code);
 	l1_enable_l2_posted_intr(pi, NOTIFICATION_VECTOR);
 
 	xapic_enable();
@@ -401,17 +399,6 @@ static void sender_code(struct l2_posted_intr_pages *pi)
 
 /* --- Userspace -------------------------------------------------------------- */
 
-struct vcpu_thread {
-	struct kvm_vcpu *vcpu;
-	pthread_t thread;
-	bool done;
-};
-
-static u64 read_guest_u64(struct kvm_vm *vm, volatile u64 *guest_var)
-{
-	return *(volatile u64 *)addr_gva2hva(vm, (gva_t)guest_var);
-}
-
 static void *receiver_thread(void *arg)
 {
 	struct vcpu_thread *t = arg;
@@ -447,15 +434,6 @@ static void *sender_thread(void *arg)
 	return NULL;
 }
 
-static void join_before(struct vcpu_thread *t, const struct timespec *deadline)
-{
-	int r = pthread_timedjoin_np(t->thread, NULL, deadline);
-
-	TEST_ASSERT(!r, "vCPU%u did not finish in time (%s)", t->vcpu->id,
-		    r == ETIMEDOUT ? "timed out" : strerror(r));
-	TEST_ASSERT(t->done, "vCPU%u stopped without GUEST_DONE", t->vcpu->id);
-}
-
 static void help(const char *name)
 {
 	printf("usage: %s [-r rounds] [-p posts per round]\n", name);
@@ -464,13 +442,11 @@ static void help(const char *name)
 
 int main(int argc, char *argv[])
 {
-	struct host_irq_count pin_before, pin_after, npi_before, npi_after;
+	struct host_pi_notifications before, after;
 	struct vcpu_thread receiver = {}, sender = {};
 	gva_t vmx_pages_gva, pi_gva;
 	struct timespec deadline;
-	pthread_t threads[2];
 	struct kvm_vm *vm;
-	bool pinned;
 	int opt;
 
 	nr_rounds = DEFAULT_ROUNDS;
@@ -490,9 +466,7 @@ int main(int argc, char *argv[])
 	TEST_ASSERT(nr_posts >= L1_IPIS_IN_L2, "-p must be at least %d",
 		    L1_IPIS_IN_L2);
 
-	TEST_REQUIRE(kvm_cpu_has(X86_FEATURE_VMX));
-	__TEST_REQUIRE(get_kvm_intel_param_bool("enable_apicv"),
-		       "APICv disabled (kvm_intel.enable_apicv=N): no posted interrupts");
+	require_vmx_apicv("no posted interrupts");
 
 	ksft_print_header();
 	ksft_set_plan(nr_rounds);
@@ -513,29 +487,20 @@ int main(int argc, char *argv[])
 	sync_global_to_guest(vm, nr_rounds);
 	sync_global_to_guest(vm, nr_posts);
 
-	host_irq_read("PIN", &pin_before);
-	host_irq_read("NPI", &npi_before);
-
-	TEST_ASSERT(!pthread_create(&receiver.thread, NULL, receiver_thread, &receiver),
-		    "pthread_create() failed");
-	TEST_ASSERT(!pthread_create(&sender.thread, NULL, sender_thread, &sender),
-		    "pthread_create() failed");
-	threads[0] = receiver.thread;
-	threads[1] = sender.thread;
-	pinned = pin_threads_to_distinct_cpus(threads, 2);
 	ksft_print_msg("posted-interrupt pages at GVA 0x%lx\n", (unsigned long)pi_gva);
-	ksft_print_msg("vCPU threads %s\n", pinned ? "pinned to two host CPUs" :
-		       "not pinned (fewer than two host CPUs)");
+	host_pi_notifications_read(&before);
+
+	vcpu_thread_start(&receiver, receiver_thread);
+	vcpu_thread_start(&sender, sender_thread);
+	vcpu_threads_pin_apart(&receiver, &sender);
 
 	clock_gettime(CLOCK_REALTIME, &deadline);
 	deadline.tv_sec += nr_rounds * HOST_SECONDS_PER_ROUND + HOST_SLACK_SECONDS;
-	join_before(&sender, &deadline);
-	join_before(&receiver, &deadline);
+	vcpu_thread_join(&sender, &deadline);
+	vcpu_thread_join(&receiver, &deadline);
 
-	host_irq_read("PIN", &pin_after);
-	host_irq_read("NPI", &npi_after);
-	host_irq_print_delta("PIN", &pin_before, &pin_after);
-	host_irq_print_delta("NPI", &npi_before, &npi_after);
+	host_pi_notifications_read(&after);
+	host_pi_notifications_print_delta(&before, &after);
 
 	TEST_ASSERT_EQ(read_guest_u64(vm, &l2_received), nr_rounds * nr_posts);
 	TEST_ASSERT_EQ(read_guest_u64(vm, &l1_received),

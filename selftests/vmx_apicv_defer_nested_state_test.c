@@ -112,11 +112,9 @@ static void l2_guest_code(void)
 
 static void l1_guest_code(struct vmx_pages *vmx_pages)
 {
-#define L2_GUEST_STACK_SIZE 512
-	unsigned long l2_guest_stack[L2_GUEST_STACK_SIZE];
 	int i;
 
-	l1_prepare_l2(vmx_pages, l2_guest_code, &l2_guest_stack[L2_GUEST_STACK_SIZE]);
+	l1_prepare_l2(vmx_pages, l2_guest_code);
 
 	xapic_enable();
 	l1_check_ipis();
@@ -207,12 +205,10 @@ int main(int argc, char *argv[])
 	struct kvm_vm *vm;
 	struct ucall uc;
 
-	TEST_REQUIRE(kvm_cpu_has(X86_FEATURE_VMX));
+	require_vmx_apicv("nothing to defer");
 	TEST_REQUIRE(kvm_cpu_has(X86_FEATURE_X2APIC));
 	TEST_REQUIRE(kvm_has_cap(KVM_CAP_NESTED_STATE));
 	TEST_REQUIRE(kvm_has_cap(KVM_CAP_SET_GUEST_DEBUG));
-	__TEST_REQUIRE(get_kvm_intel_param_bool("enable_apicv"),
-		       "APICv disabled (kvm_intel.enable_apicv=N): nothing to defer");
 
 	ksft_print_header();
 	ksft_set_plan(2 * NR_CYCLES);

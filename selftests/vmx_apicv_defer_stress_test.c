@@ -153,11 +153,9 @@ static void l2_guest_code(void)
 
 static void nester_guest_code(struct vmx_pages *vmx_pages)
 {
-#define L2_GUEST_STACK_SIZE 512
-	unsigned long l2_guest_stack[L2_GUEST_STACK_SIZE];
 	u64 start, limit;
 
-	l1_prepare_l2(vmx_pages, l2_guest_code, &l2_guest_stack[L2_GUEST_STACK_SIZE]);
+	l1_prepare_l2(vmx_pages, l2_guest_code);
 
 	xapic_enable();
 	GUEST_ASSERT_EQ(xapic_read_reg(APIC_ID), NESTER_APIC_ID << 24);
@@ -183,50 +181,18 @@ static void nester_guest_code(struct vmx_pages *vmx_pages)
 	GUEST_DONE();
 }
 
-struct vcpu_thread {
-	struct kvm_vcpu *vcpu;
-	pthread_t thread;
-	u64 toggles;
-	bool done;
-};
+/* The toggler's count of toggles, from its GUEST_SYNC. */
+static u64 toggles;
 
 static void *vcpu_thread_main(void *arg)
 {
 	struct vcpu_thread *t = arg;
 	struct ucall uc;
 
-	for (;;) {
-		vcpu_run(t->vcpu);
-		TEST_ASSERT_KVM_EXIT_REASON(t->vcpu, KVM_EXIT_IO);
-
-		switch (get_ucall(t->vcpu, &uc)) {
-		case UCALL_ABORT:
-			REPORT_GUEST_ASSERT(uc);
-			/* NOT REACHED */
-		case UCALL_SYNC:
-			t->toggles = uc.args[1];
-			break;
-		case UCALL_DONE:
-			t->done = true;
-			return NULL;
-		default:
-			TEST_FAIL("vCPU%u: unexpected ucall %lu", t->vcpu->id, uc.cmd);
-		}
-	}
-}
-
-static void join_before(struct vcpu_thread *t, const struct timespec *deadline)
-{
-	int r = pthread_timedjoin_np(t->thread, NULL, deadline);
-
-	TEST_ASSERT(!r, "vCPU%u did not finish in time (%s)", t->vcpu->id,
-		    r == ETIMEDOUT ? "timed out" : strerror(r));
-	TEST_ASSERT(t->done, "vCPU%u stopped without GUEST_DONE", t->vcpu->id);
-}
-
-static u64 read_guest_u64(struct kvm_vm *vm, volatile u64 *guest_var)
-{
-	return *(volatile u64 *)addr_gva2hva(vm, (gva_t)guest_var);
+	while (vcpu_run_to_sync(t->vcpu, &uc))
+		toggles = uc.args[1];
+	t->done = true;
+	return NULL;
 }
 
 static void help(const char *name)
@@ -237,10 +203,9 @@ static void help(const char *name)
 
 int main(int argc, char *argv[])
 {
-	struct host_irq_count pin_before, pin_after, npi_before, npi_after;
+	struct host_pi_notifications before, after;
 	struct vcpu_thread toggler = {}, nester = {};
 	struct timespec deadline;
-	pthread_t threads[2];
 	gva_t vmx_pages_gva;
 	struct kvm_vm *vm;
 	u64 sent, received, runs;
@@ -261,9 +226,7 @@ int main(int argc, char *argv[])
 		}
 	}
 
-	TEST_REQUIRE(kvm_cpu_has(X86_FEATURE_VMX));
-	__TEST_REQUIRE(get_kvm_intel_param_bool("enable_apicv"),
-		       "APICv disabled (kvm_intel.enable_apicv=N): nothing to defer");
+	require_vmx_apicv("nothing to defer");
 
 	ksft_print_header();
 	ksft_set_plan(1);
@@ -278,37 +241,27 @@ int main(int argc, char *argv[])
 	sync_global_to_guest(vm, nr_toggles);
 	sync_global_to_guest(vm, budget_seconds);
 
-	host_irq_read("PIN", &pin_before);
-	host_irq_read("NPI", &npi_before);
+	host_pi_notifications_read(&before);
 
-	TEST_ASSERT(!pthread_create(&nester.thread, NULL, vcpu_thread_main, &nester),
-		    "pthread_create() failed");
-	TEST_ASSERT(!pthread_create(&toggler.thread, NULL, vcpu_thread_main, &toggler),
-		    "pthread_create() failed");
-	threads[0] = toggler.thread;
-	threads[1] = nester.thread;
-	ksft_print_msg("vCPU threads %s\n",
-		       pin_threads_to_distinct_cpus(threads, 2) ?
-		       "pinned to two host CPUs" :
-		       "not pinned (fewer than two host CPUs)");
+	vcpu_thread_start(&nester, vcpu_thread_main);
+	vcpu_thread_start(&toggler, vcpu_thread_main);
+	vcpu_threads_pin_apart(&toggler, &nester);
 
 	clock_gettime(CLOCK_REALTIME, &deadline);
 	deadline.tv_sec += budget_seconds + HOST_SLACK_SECONDS;
-	join_before(&toggler, &deadline);
-	join_before(&nester, &deadline);
+	vcpu_thread_join(&toggler, &deadline);
+	vcpu_thread_join(&nester, &deadline);
 
 	sent = read_guest_u64(vm, &ipis_sent);
 	received = read_guest_u64(vm, &ipis_received);
 	runs = read_guest_u64(vm, &nested_runs);
 
-	host_irq_read("PIN", &pin_after);
-	host_irq_read("NPI", &npi_after);
-	host_irq_print_delta("PIN", &pin_before, &pin_after);
-	host_irq_print_delta("NPI", &npi_before, &npi_after);
+	host_pi_notifications_read(&after);
+	host_pi_notifications_print_delta(&before, &after);
 
 	ksft_print_msg("%lu inhibit toggles, %lu IPIs sent, %lu received, %lu L1->L2->L1 cycles\n",
-		       toggler.toggles, sent, received, runs);
-	TEST_ASSERT_EQ(sent, toggler.toggles);
+		       toggles, sent, received, runs);
+	TEST_ASSERT_EQ(sent, toggles);
 	TEST_ASSERT_EQ(received, sent);
 	TEST_ASSERT(sent > 0 && runs > 0, "Nothing happened");
 	ksft_test_result_pass("%lu inhibit toggles vs %lu nested runs, IPI counts match\n",

@@ -44,12 +44,7 @@ static void l2_guest_code(void)
 
 static void l1_guest_code(struct vmx_pages *vmx_pages)
 {
-#define L2_GUEST_STACK_SIZE 64
-	unsigned long l2_guest_stack[L2_GUEST_STACK_SIZE];
-
-	GUEST_ASSERT(prepare_for_vmx_operation(vmx_pages));
-	GUEST_ASSERT(load_vmcs(vmx_pages));
-	prepare_vmcs(vmx_pages, l2_guest_code, &l2_guest_stack[L2_GUEST_STACK_SIZE]);
+	__l1_prepare_l2(vmx_pages, l2_guest_code);
 	GUEST_ASSERT(!vmlaunch());
 	GUEST_FAIL("L2 exited to L1: %lu", vmreadz(VM_EXIT_REASON));
 }
@@ -69,7 +64,6 @@ static void run_round(int round)
 	long long pending, applied, deferred;
 	bool module = apicv_defer_read_counter("pending", &pending0);
 	bool reactivate = round & 1;
-	gva_t vmx_pages_gva;
 	struct kvm_vcpu *vcpu;
 	struct kvm_vm *vm;
 
@@ -78,9 +72,7 @@ static void run_round(int round)
 		apicv_defer_read_counter("deferred", &deferred0);
 	}
 
-	vm = vm_create_with_one_vcpu(&vcpu, l1_guest_code);
-	vcpu_alloc_vmx(vm, &vmx_pages_gva);
-	vcpu_args_set(vcpu, 1, vmx_pages_gva);
+	vm = vm_create_l1(&vcpu, l1_guest_code);
 
 	run_to_l2_sync(vcpu, round);
 
@@ -126,11 +118,9 @@ int main(int argc, char *argv[])
 {
 	int round;
 
-	TEST_REQUIRE(kvm_cpu_has(X86_FEATURE_VMX));
+	require_vmx_apicv("nothing to defer");
 	TEST_REQUIRE(kvm_has_cap(KVM_CAP_SET_GUEST_DEBUG));
 	TEST_REQUIRE(kvm_has_cap(KVM_CAP_NESTED_STATE));
-	__TEST_REQUIRE(get_kvm_intel_param_bool("enable_apicv"),
-		       "APICv disabled (kvm_intel.enable_apicv=N): nothing to defer");
 
 	ksft_print_header();
 	ksft_set_plan(NR_ROUNDS);

@@ -99,12 +99,9 @@ static void l1_inhibit_and_run_l2(bool launch)
 
 static void l1_guest_code(struct vmx_pages *vmx_pages)
 {
-#define L2_GUEST_STACK_SIZE 512
-	unsigned long l2_guest_stack[L2_GUEST_STACK_SIZE];
-
-	l1_prepare_l2(vmx_pages, l2_guest_code, &l2_guest_stack[L2_GUEST_STACK_SIZE]);
-
 	int round;
+
+	l1_prepare_l2(vmx_pages, l2_guest_code);
 
 	xapic_enable();
 	l1_check_ipis();
@@ -222,12 +219,9 @@ int main(int argc, char *argv[])
 		}
 	}
 
-	TEST_REQUIRE(kvm_cpu_has(X86_FEATURE_VMX));
+	require_vmx_apicv("nothing to defer");
 	TEST_REQUIRE(kvm_has_cap(KVM_CAP_NESTED_STATE));
-	__TEST_REQUIRE(get_kvm_intel_param_bool("enable_apicv"),
-		       "APICv disabled (kvm_intel.enable_apicv=N): nothing to defer");
-	__TEST_REQUIRE(apicv_defer_loaded(),
-		       "kvm_apicv_defer.ko is not loaded (no " MODULE_SYSFS ")");
+	require_apicv_defer();
 	__TEST_REQUIRE(ko && *ko,
 		       "No path to kvm_apicv_defer.ko (-m or $KVM_APICV_DEFER_KO) to reload it after unloading");
 	TEST_ASSERT(!access(ko, R_OK), "Cannot read %s", ko);

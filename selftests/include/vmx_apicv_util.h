@@ -10,6 +10,7 @@
 
 #include <pthread.h>
 #include <stdbool.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "kvm_util.h"
@@ -68,10 +69,17 @@ void apic_eoi_and_check(u8 vector, unsigned int checks);
 void xapic_check_self_ipis(u8 vector, int rounds, unsigned int eoi_checks);
 
 /*
- * Enter VMX operation, load the VMCS and set up L2 to run @l2_code on
- * @l2_rsp with an empty MSR bitmap, i.e. L2's MSR accesses exit to L0 only.
+ * Enter VMX operation, load the VMCS and set up L2 to run @l2_code on a
+ * stack of L2_STACK_SIZE bytes that the library keeps, one per VM: only one
+ * vCPU of a VM may run L2.  __l1_prepare_l2() leaves the VMCS as
+ * prepare_vmcs() makes it (every MSR access of L2 exits to L1);
+ * l1_prepare_l2() adds an empty MSR bitmap, i.e. L2's MSR accesses exit to
+ * L0 only.
  */
-void l1_prepare_l2(struct vmx_pages *vmx_pages, void *l2_code, void *l2_rsp);
+#define L2_STACK_SIZE	4096
+
+void __l1_prepare_l2(struct vmx_pages *vmx_pages, void *l2_code);
+void l1_prepare_l2(struct vmx_pages *vmx_pages, void *l2_code);
 
 /* Assert L2 exited with VMCALL and move L2 past it. */
 void l1_skip_vmcall(void);
@@ -105,9 +113,16 @@ int l1_enter_l2_keeping_gprs(struct l2_gprs *gprs, bool launch);
 /* --- Userspace ------------------------------------------------------------ */
 
 /*
- * A VM with one vCPU running @l1_code(vmx_pages) with L1's xAPIC mapped and
- * irq_count_handler() installed for @vector.
+ * Skip the test unless the host has VMX and kvm_intel runs with APICv
+ * (enable_apicv); @why says what the test is left with otherwise.
  */
+void require_vmx_apicv(const char *why);
+
+/*
+ * A VM with one vCPU running @l1_code(vmx_pages) with L1's xAPIC mapped; the
+ * second also installs irq_count_handler() for @vector.
+ */
+struct kvm_vm *vm_create_l1(struct kvm_vcpu **vcpu, void *l1_code);
 struct kvm_vm *vm_create_l1_with_xapic(struct kvm_vcpu **vcpu, void *l1_code,
 				       u8 vector);
 
@@ -125,6 +140,9 @@ bool vcpu_get_sync(struct kvm_vcpu *vcpu, struct ucall *uc);
  */
 struct kvm_nested_state *vcpu_nested_state(struct kvm_vcpu *vcpu);
 bool vcpu_in_l2(struct kvm_vcpu *vcpu);
+
+/* A guest variable @guest_var, read while the vCPUs may still run. */
+u64 read_guest_u64(struct kvm_vm *vm, volatile u64 *guest_var);
 
 /* KVM_GUESTDBG_BLOCKIRQ on or off; while it is on, APICv is inhibited. */
 void vcpu_set_blockirq(struct kvm_vcpu *vcpu, bool block);
@@ -229,11 +247,46 @@ unsigned long long host_irq_print_delta(const char *name,
 					const struct host_irq_count *after);
 
 /*
+ * The host's posted-interrupt notifications taken outside guest mode, for
+ * L1 (PIN) and for an L2 (NPI), and their deltas per CPU as TAP
+ * diagnostics.
+ */
+struct host_pi_notifications {
+	struct host_irq_count pin, npi;
+};
+
+void host_pi_notifications_read(struct host_pi_notifications *n);
+void host_pi_notifications_print_delta(const struct host_pi_notifications *before,
+				       const struct host_pi_notifications *after);
+
+/*
  * Pin @nr threads to distinct CPUs of the process's affinity mask, in its
  * order, so that interrupts they send each other cross CPUs.  Returns false
  * (pinning nothing) if the mask has fewer than @nr CPUs.
  */
 bool pin_threads_to_distinct_cpus(pthread_t *threads, int nr);
+
+/* A vCPU run by a thread of its own, which sets @done at GUEST_DONE. */
+struct vcpu_thread {
+	struct kvm_vcpu *vcpu;
+	pthread_t thread;
+	bool done;
+};
+
+/* Start @fn(@t) in a new thread. */
+void vcpu_thread_start(struct vcpu_thread *t, void *(*fn)(void *));
+
+/*
+ * Pin the threads of vCPUs @a and @b to two distinct host CPUs, in that
+ * order, when the process may run on two; say which as a TAP diagnostic.
+ */
+void vcpu_threads_pin_apart(struct vcpu_thread *a, struct vcpu_thread *b);
+
+/*
+ * Join @t by @deadline (CLOCK_REALTIME): the test fails if the thread is
+ * still running then, or ended without its vCPU reaching GUEST_DONE.
+ */
+void vcpu_thread_join(struct vcpu_thread *t, const struct timespec *deadline);
 
 /* --- kvm_apicv_defer.ko and the rig's test instrumentation ---------------- */
 
@@ -258,6 +311,9 @@ static inline bool apicv_defer_loaded(void)
 {
 	return !access(APICV_DEFER_SYSFS, F_OK);
 }
+
+/* Skip the test unless the module is loaded. */
+void require_apicv_defer(void);
 
 /*
  * Whether the module's counters can be read: mounts debugfs when the module

@@ -3,6 +3,7 @@
  * Helpers for nested VMX tests of L1's APICv state (vmx_apicv_util.h).
  */
 #include <assert.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <sched.h>
 #include <stdio.h>
@@ -127,11 +128,22 @@ void xapic_check_self_ipis(u8 vector, int rounds, unsigned int eoi_checks)
 	}
 }
 
-void l1_prepare_l2(struct vmx_pages *vmx_pages, void *l2_code, void *l2_rsp)
+/* L2's stack, in guest memory: each VM has its own copy of the image. */
+static u8 l2_stack[L2_STACK_SIZE] __aligned(16);
+static bool l2_stack_taken;
+
+void __l1_prepare_l2(struct vmx_pages *vmx_pages, void *l2_code)
 {
+	__GUEST_ASSERT(!__atomic_exchange_n(&l2_stack_taken, true, __ATOMIC_SEQ_CST),
+		       "L2 already prepared in this VM: one L2 stack per VM");
 	GUEST_ASSERT(prepare_for_vmx_operation(vmx_pages));
 	GUEST_ASSERT(load_vmcs(vmx_pages));
-	prepare_vmcs(vmx_pages, l2_code, l2_rsp);
+	prepare_vmcs(vmx_pages, l2_code, &l2_stack[L2_STACK_SIZE]);
+}
+
+void l1_prepare_l2(struct vmx_pages *vmx_pages, void *l2_code)
+{
+	__l1_prepare_l2(vmx_pages, l2_code);
 	vmwrite(CPU_BASED_VM_EXEC_CONTROL,
 		vmreadz(CPU_BASED_VM_EXEC_CONTROL) | CPU_BASED_USE_MSR_BITMAPS);
 }
@@ -240,8 +252,14 @@ void l2_exits_to_l0(int nr)
 		GUEST_ASSERT(rdmsr(MSR_IA32_APICBASE) & MSR_IA32_APICBASE_ENABLE);
 }
 
-struct kvm_vm *vm_create_l1_with_xapic(struct kvm_vcpu **vcpu, void *l1_code,
-				       u8 vector)
+void require_vmx_apicv(const char *why)
+{
+	TEST_REQUIRE(kvm_cpu_has(X86_FEATURE_VMX));
+	__TEST_REQUIRE(get_kvm_intel_param_bool("enable_apicv"),
+		       "APICv disabled (kvm_intel.enable_apicv=N): %s", why);
+}
+
+struct kvm_vm *vm_create_l1(struct kvm_vcpu **vcpu, void *l1_code)
 {
 	gva_t vmx_pages_gva;
 	struct kvm_vm *vm;
@@ -250,8 +268,21 @@ struct kvm_vm *vm_create_l1_with_xapic(struct kvm_vcpu **vcpu, void *l1_code,
 	vcpu_alloc_vmx(vm, &vmx_pages_gva);
 	vcpu_args_set(*vcpu, 1, vmx_pages_gva);
 	virt_pg_map(vm, APIC_DEFAULT_GPA, APIC_DEFAULT_GPA);
+	return vm;
+}
+
+struct kvm_vm *vm_create_l1_with_xapic(struct kvm_vcpu **vcpu, void *l1_code,
+				       u8 vector)
+{
+	struct kvm_vm *vm = vm_create_l1(vcpu, l1_code);
+
 	vm_install_exception_handler(vm, vector, irq_count_handler);
 	return vm;
+}
+
+u64 read_guest_u64(struct kvm_vm *vm, volatile u64 *guest_var)
+{
+	return *(volatile u64 *)addr_gva2hva(vm, (gva_t)guest_var);
 }
 
 bool vcpu_get_sync(struct kvm_vcpu *vcpu, struct ucall *uc)
@@ -466,6 +497,19 @@ unsigned long long host_irq_print_delta(const char *name,
 	return total;
 }
 
+void host_pi_notifications_read(struct host_pi_notifications *n)
+{
+	host_irq_read("PIN", &n->pin);
+	host_irq_read("NPI", &n->npi);
+}
+
+void host_pi_notifications_print_delta(const struct host_pi_notifications *before,
+				       const struct host_pi_notifications *after)
+{
+	host_irq_print_delta("PIN", &before->pin, &after->pin);
+	host_irq_print_delta("NPI", &before->npi, &after->npi);
+}
+
 bool pin_threads_to_distinct_cpus(pthread_t *threads, int nr)
 {
 	int cpu = -1, i;
@@ -484,6 +528,31 @@ bool pin_threads_to_distinct_cpus(pthread_t *threads, int nr)
 	return true;
 }
 
+void vcpu_thread_start(struct vcpu_thread *t, void *(*fn)(void *))
+{
+	TEST_ASSERT(!pthread_create(&t->thread, NULL, fn, t),
+		    "pthread_create() failed");
+}
+
+void vcpu_threads_pin_apart(struct vcpu_thread *a, struct vcpu_thread *b)
+{
+	pthread_t threads[2] = { a->thread, b->thread };
+
+	ksft_print_msg("vCPU threads %s\n",
+		       pin_threads_to_distinct_cpus(threads, 2) ?
+		       "pinned to two host CPUs" :
+		       "not pinned (fewer than two host CPUs)");
+}
+
+void vcpu_thread_join(struct vcpu_thread *t, const struct timespec *deadline)
+{
+	int r = pthread_timedjoin_np(t->thread, NULL, deadline);
+
+	TEST_ASSERT(!r, "vCPU%u did not finish in time (%s)", t->vcpu->id,
+		    r == ETIMEDOUT ? "timed out" : strerror(r));
+	TEST_ASSERT(t->done, "vCPU%u stopped without GUEST_DONE", t->vcpu->id);
+}
+
 const char * const apicv_defer_counter_names[NR_APICV_DEFER_COUNTERS] = {
 	[APICV_DEFER_DEFERRED] = "deferred",
 	[APICV_DEFER_COALESCED] = "coalesced",
@@ -491,6 +560,12 @@ const char * const apicv_defer_counter_names[NR_APICV_DEFER_COUNTERS] = {
 	[APICV_DEFER_REQUESTS] = "requests",
 	[APICV_DEFER_PENDING] = "pending",
 };
+
+void require_apicv_defer(void)
+{
+	__TEST_REQUIRE(apicv_defer_loaded(),
+		       "kvm_apicv_defer.ko is not loaded (no " APICV_DEFER_SYSFS ")");
+}
 
 bool apicv_defer_have_counters(void)
 {
