@@ -10,8 +10,8 @@
 #   the module's KBox, the debugfs dentries and inodes).
 # - Loads with random slab failures: failslab at a probability on the insmod
 #   task only (task-filter, /proc/self/make-it-fail).
-# Both only fail allocations under the kernel's module loader (the stack
-# filter, CONFIG_FAULT_INJECTION_STACKTRACE_FILTER), not busybox's.
+# Both only fail allocations under do_init_module(), i.e. the module's init
+# (the stack filter, CONFIG_FAULT_INJECTION_STACKTRACE_FILTER).
 # - Exit with every slab allocation of the rmmod task failing.
 # After each: the load succeeded (then it unloads) or failed with at most one
 # line of the module's, a known one; nothing is left (no module, no debugfs
@@ -58,19 +58,17 @@ kallsyms_extent() {
 }
 
 # failslab_only_loader: fail (and, for fail-nth, count) only allocations
-# with the module loader on the stack: the kernel's load_module() and the
-# do_init_module() that calls the module's init (the stack filter's one
-# range spans both, and what lies between them in kernel/module/main.c).
-# Without it, most fail-nth steps fail busybox's own system calls (opening
-# and reading the file) before the kernel's loader is reached.  Except
-# under alloc_vmap_area() (the loader's vmalloc of the module's memory):
+# with do_init_module() on the stack: the module's init, its error paths,
+# and the loader's last steps around it; not the kernel loader's own work
+# before (copying and relocating the module: those allocations are the
+# kernel's), nor busybox's system calls (opening and reading the file).  And not under alloc_vmap_area():
 # its vmap_area allocations come from a per-CPU preload that is never
 # supposed to fail, and when failslab fails both, va_clip() WARNs
 # (mm/vmalloc.c) - a WARN about the injection, not about the module.
 failslab_only_loader() {
-	set -- $(kallsyms_extent load_module do_init_module) $(kallsyms_extent alloc_vmap_area)
-	[ $# -eq 4 ] || { echo "# faults: load_module, do_init_module or alloc_vmap_area not in /proc/kallsyms"; return 1; }
-	echo "# faults: failslab only under the module loader ($1..$2), not under alloc_vmap_area ($3..$4)"
+	set -- $(kallsyms_extent do_init_module) $(kallsyms_extent alloc_vmap_area)
+	[ $# -eq 4 ] || { echo "# faults: do_init_module or alloc_vmap_area not in /proc/kallsyms"; return 1; }
+	echo "# faults: failslab only under do_init_module ($1..$2), not under alloc_vmap_area ($3..$4)"
 	echo "$1" >$FAILSLAB/require-start && echo "$2" >$FAILSLAB/require-end &&
 		echo "$3" >$FAILSLAB/reject-start && echo "$4" >$FAILSLAB/reject-end
 }
@@ -189,10 +187,10 @@ fault_tally_says() {
 	echo "loaded=$1 refused-by-init=$2 failed-before-init=$3 broken=$4"
 }
 
-# fault_nth_walk MAX: fail the 1st, 2nd, ... slab allocation of a load of
-# the module and every one after it (insmod reading the file, the kernel's
-# loader, the module's init, their error paths), until three loads in a row
-# succeed with all counters (past the last allocation) or MAX loads.
+# fault_nth_walk MAX: fail the 1st, 2nd, ... slab allocation of the
+# module's init and every one after it (and their error paths), until three
+# loads in a row succeed with all counters (past the last allocation) or
+# MAX loads.
 fault_nth_walk() {
 	local max=$1 n=1 clean=0
 	FAULT_TALLY="0 0 0 0"
@@ -217,16 +215,17 @@ fault_nth_walk() {
 }
 
 # fault_random N: N loads of the module with failslab at a probability on
-# the insmod task, cycling through 1, 2, 5 and 10 percent.
+# the insmod task, cycling through 5, 10, 25 and 50 percent (of the few
+# allocations of init: lower ones rarely hit one).
 fault_random() {
 	local i=0 p
 	FAULT_TALLY="0 0 0 0"
 	while [ $i -lt "$1" ]; do
-		case $((i % 4)) in 0) p=1 ;; 1) p=2 ;; 2) p=5 ;; *) p=10 ;; esac
+		case $((i % 4)) in 0) p=5 ;; 1) p=10 ;; 2) p=25 ;; *) p=50 ;; esac
 		fault_tally prob $p
 		i=$((i + 1))
 	done
-	echo "# faults: $1 random loads (failslab 1/2/5/10%): $(fault_tally_says)"
+	echo "# faults: $1 random loads (failslab 5/10/25/50%): $(fault_tally_says)"
 	set -- $FAULT_TALLY
 	tap_check "faults: $i loads with random slab failures: each loaded or failed cleanly" [ "$4" -eq 0 ]
 }

@@ -6,9 +6,9 @@
 # (b) and (r) of configs.sh, where any report in the kernel log fails a "no
 # kernel warnings" check, then the kCFI-mismatch build, whose trap ends the
 # boot in a panic.
-#   kad.part=hardening       (make check) the fail-nth walk, 20 random
-#                            loads, (r) 40 cycles
-#   kad.part=hardening-full  (make check-full) 100 random loads, 100 cycles
+#   kad.part=hardening       (make check) 20 random loads, (r) 20 cycles
+#   kad.part=hardening-full  (make check-full) the fail-nth walk, 100 random
+#                            loads, (r) 100 cycles
 # Sourced by /init.
 . /lib/kad/configs.sh
 . /lib/kad/faults.sh
@@ -30,12 +30,12 @@ cfi_mismatch_traps() {
 
 host_checks
 case "${KAD_PART:-}" in
-hardening) random=20 cycles=40 ;;
-hardening-full) random=100 cycles=100 ;;
+hardening) random=20 walk=0 cycles=20 ;;
+hardening-full) random=100 walk=400 cycles=100 ;;
 *) tap_not_ok "kad.part=${KAD_PART:-}: the hardening plan has parts hardening and hardening-full" ;;
 esac
 if [ -n "${random:-}" ]; then
-	run_faults "$random" 400
+	run_faults "$random" "$walk"
 	faults_dmesg_clean "faults: no kernel warnings (but the allocation-failure reports)"
 	planted_bug_reported oob-write 'BUG: KASAN: slab-out-of-bounds in kad_test_planted_bug'
 	config_b
