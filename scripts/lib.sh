@@ -3,7 +3,16 @@
 
 TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 CACHE=${KAD_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/kvm-apicv-defer}
-LLVM_SUFFIX=${LLVM_SUFFIX:--19}
+# LLVM_SUFFIX: the LLVM tools' suffix (clang-19: -19; "" for plain clang).
+# Every build uses it: one set by the user is checked here (bootstrap
+# installs the default, so it is not checked there).
+if [[ -n ${LLVM_SUFFIX+set} && $(basename "$0") != bootstrap ]] &&
+	! command -v "clang$LLVM_SUFFIX" >/dev/null; then
+	printf '[%s] error: LLVM_SUFFIX=%s: there is no clang%s: install that LLVM or leave LLVM_SUFFIX unset (default -19, which make bootstrap installs)\n' \
+		"$(basename "$0")" "$LLVM_SUFFIX" "$LLVM_SUFFIX" >&2
+	exit 1
+fi
+LLVM_SUFFIX=${LLVM_SUFFIX--19}
 export PATH="$HOME/.cargo/bin:$PATH"
 # The rig's own Rust toolchain (a rustup toolchain, selected for the rig's
 # builds only: the user's default stays as it is).  7.2 wants rustc >= 1.85.
