@@ -32,6 +32,7 @@ host_checks() {
 
 # --- (a) no module ---------------------------------------------------------
 config_a() {
+	tap_clock a
 	run_suite "a:no-module"
 	tap_dmesg_clean "a:no-module: no kernel warnings"
 }
@@ -39,6 +40,7 @@ config_a() {
 # --- (b) module loaded -----------------------------------------------------
 config_b() {
 	local mark c npi0
+	tap_clock b
 	mark=$(dmesg | wc -l)
 	tap_check "b:module: insmod kvm_apicv_defer_kunit.ko" insmod $M/kvm_apicv_defer_kunit.ko
 	dmesg | tail -n +"$((mark + 1))" >/tmp/kunit.log
@@ -62,12 +64,14 @@ config_b() {
 # config_r [N [FORCED]]: N load/unload cycles (100), forced as load_cycles
 # says (alternate).
 config_r() {
+	tap_clock r
 	load_cycles "${1:-100}" "${2:-alternate}"
 	tap_dmesg_clean "r: no kernel warnings"
 }
 
 # --- Refusals (bad setups) -------------------------------------------------
 refusals() {
+	tap_clock refusals
 	run_refusals
 	tap_dmesg_clean "refusals: no kernel warnings"
 }
@@ -79,6 +83,7 @@ refusals() {
 # the selftests series' tests, built in its tree (/series-tests), pass.
 config_u() {
 	local t
+	tap_clock u
 	kvm_unload
 	if tap_check "u:upstream-7.2: insmod unpatched kvm-intel.ko" kvm_load $M/unpatched/kvm-intel.ko; then
 		for t in $PEER $OWN_IN_U; do
@@ -98,6 +103,7 @@ config_u() {
 # --- (c) request-only: the tests must bite ---------------------------------
 config_c() {
 	local t
+	tap_clock c
 	if tap_check "c:request-only: insmod (TEST-ONLY build)" insmod $M/request-only/kvm_apicv_defer.ko; then
 		export KVM_APICV_DEFER_KO=$M/request-only/kvm_apicv_defer.ko
 		[ -s "$MUST_FAIL" ] || tap_not_ok "c:request-only: $MUST_FAIL is missing or empty"

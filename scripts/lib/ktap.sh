@@ -217,15 +217,23 @@ tap_done() {
 
 # --- Guest side --------------------------------------------------------------
 
+# tap_clock NAME: a diagnostic with the guest's clock, where a phase NAME
+# starts (what balances the boots across the host's cores).
+tap_clock() {
+	echo "# $1: from $(cut -d. -f1 /proc/uptime) s of the guest's clock"
+}
+
 # tap_run NAME TIMEOUT CMD...: run a kselftest-style binary with a hard
 # timeout.  Exit 0 = pass, 4 = skip (KSFT_SKIP), anything else = fail.
 # Sets TAP_RC to the exit status.
 tap_run() {
 	_tap_name=$1 _tap_secs=$2; shift 2
 	_tap_out=/tmp/tap-run.log
+	_tap_t0=$(cut -d. -f1 /proc/uptime)
 	timeout -s KILL "$_tap_secs" "$@" >"$_tap_out" 2>&1
 	TAP_RC=$?
 	tap_diag "$_tap_out"
+	echo "# took $(($(cut -d. -f1 /proc/uptime) - _tap_t0)) s of the guest's clock"
 	case $TAP_RC in
 	0) tap_ok "$_tap_name" ;;
 	4)

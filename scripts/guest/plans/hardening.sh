@@ -35,10 +35,13 @@ hardening-full) random=100 walk=400 cycles=100 ;;
 *) tap_not_ok "kad.part=${KAD_PART:-}: the hardening plan has parts hardening and hardening-full" ;;
 esac
 if [ -n "${random:-}" ]; then
+	tap_clock faults
 	run_faults "$random" "$walk"
 	faults_dmesg_clean "faults: no kernel warnings (but the allocation-failure reports)"
+	tap_clock oob-write
 	planted_bug_reported oob-write 'BUG: KASAN: slab-out-of-bounds in kad_test_planted_bug'
 	config_b
 	config_r "$cycles" alternate
+	tap_clock cfi
 	cfi_mismatch_traps
 fi
