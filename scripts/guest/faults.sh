@@ -267,22 +267,27 @@ run_faults() {
 	fi
 	FAULT_REFCNT=$(kvm_intel_refcnt)
 	# Leaks from before (boot, KVM's runs) are shown, then forgotten.
+	tap_clock "faults: kmemleak scan"
 	before=$(kmemleak_scan)
 	[ "$before" -eq 0 ] || { echo "# faults: kmemleak suspects before the faults: $before"; sed 's/^/# /' $KMEMLEAK | head -n 40; }
 	echo clear >$KMEMLEAK
 
+	tap_clock "faults: fail_step"
 	fault_step symbol_get "kvm_intel is not loaded or lacks the APICv hook"
 	fault_step debugfs "allocating the debugfs counters failed: -12"
 	fault_step register "registering the APICv hook failed: -22"
 	# NTH-MAX 0: no fail-nth walk (make check; check-full walks).
 	[ "$2" -eq 0 ] || fault_nth_walk "$2"
+	tap_clock "faults: random loads"
 	fault_random "$1"
+	tap_clock "faults: exit"
 	fault_exit
 	tap_check "faults: the next normal load works" fault_load $M/kvm_apicv_defer.ko none 0
 	tap_check "faults: ... and it loaded" [ "$FAULT_OUTCOME" = loaded ]
 
 	# kmemleak reports objects at least 5 s old.
 	sleep 6
+	tap_clock "faults: kmemleak scan"
 	after=$(kmemleak_scan)
 	if [ "$after" -eq 0 ]; then
 		tap_ok "faults: kmemleak: no leak"
