@@ -53,14 +53,15 @@ kvm_intel_reload() {
 	[ "$cfg" = a ] || insmod $M/kvm_apicv_defer.ko || echo "# $cfg: insmod kvm_apicv_defer.ko failed"
 }
 
-# count_deferrals: add the loaded module's counters to the totals (DEFERRED,
-# APPLIED), before it is unloaded.
+# count_deferrals: the loaded module's counters (LOAD_DEFERRED,
+# LOAD_APPLIED, LOAD_PENDING), added to the totals (DEFERRED, APPLIED),
+# before it is unloaded.
 DEFERRED=0 APPLIED=0
 count_deferrals() {
-	local d a
-	d=$(cat /sys/kernel/debug/kvm_apicv_defer/deferred 2>/dev/null || echo 0)
-	a=$(cat /sys/kernel/debug/kvm_apicv_defer/applied 2>/dev/null || echo 0)
-	DEFERRED=$((DEFERRED + d)) APPLIED=$((APPLIED + a))
+	LOAD_DEFERRED=$(cat /sys/kernel/debug/kvm_apicv_defer/deferred 2>/dev/null || echo 0)
+	LOAD_APPLIED=$(cat /sys/kernel/debug/kvm_apicv_defer/applied 2>/dev/null || echo 0)
+	LOAD_PENDING=$(cat /sys/kernel/debug/kvm_apicv_defer/pending 2>/dev/null || echo '?')
+	DEFERRED=$((DEFERRED + LOAD_DEFERRED)) APPLIED=$((APPLIED + LOAD_APPLIED))
 }
 
 # run_one CFG NAME: run NAME with its arguments and timeout; its output in
@@ -189,16 +190,13 @@ judge() {
 # (kernel-report) runs last, so that every other test runs under lockdep
 # in both configurations.
 suite_test() {
-	local d a p
 	run_one a "$1"
 	if insmod $M/kvm_apicv_defer.ko; then
 		run_one b "$1"
-		d=$(cat /sys/kernel/debug/kvm_apicv_defer/deferred 2>/dev/null || echo 0)
-		a=$(cat /sys/kernel/debug/kvm_apicv_defer/applied 2>/dev/null || echo 0)
-		p=$(cat /sys/kernel/debug/kvm_apicv_defer/pending 2>/dev/null || echo '?')
-		DEFERRED=$((DEFERRED + d)) APPLIED=$((APPLIED + a))
-		[ "$d" = 0 ] || echo "# b: $1: deferred=$d applied=$a pending=$p"
-		[ "$p" = 0 ] || tap_not_ok "b:module: $1 left $p deferral(s) pending"
+		count_deferrals
+		[ "$LOAD_DEFERRED" = 0 ] ||
+			echo "# b: $1: deferred=$LOAD_DEFERRED applied=$LOAD_APPLIED pending=$LOAD_PENDING"
+		[ "$LOAD_PENDING" = 0 ] || tap_not_ok "b:module: $1 left $LOAD_PENDING deferral(s) pending"
 		rmmod kvm_apicv_defer || tap_not_ok "b:module: rmmod kvm_apicv_defer after $1"
 	else
 		tap_not_ok "b:module: insmod kvm_apicv_defer.ko for $1"
