@@ -302,17 +302,6 @@ run_faults() {
 # allocation failed" or "page allocation failure" and the stack dump that
 # follows, up to its </TASK>), which are not bugs.
 faults_dmesg_clean() {
-	dmesg >/tmp/dmesg.log
-	_tap_total=$(wc -l </tmp/dmesg.log)
-	tail -n +"$((DMESG_SEEN + 1))" /tmp/dmesg.log |
-		awk '/vmalloc error: .*allocation failed|page allocation failure/ { skip = 1 }
-			!skip { print } /<\/TASK>/ { skip = 0 }' >/tmp/dmesg.new
-	DMESG_SEEN=$_tap_total
-	if grep -E 'WARNING:|BUG:|Oops|Call Trace:|possible recursive locking|circular locking|inconsistent lock state|sleeping function called|KVM: .*internal error|RCU stall|soft lockup|hung_task|KASAN|KCSAN:|UBSAN' \
-		/tmp/dmesg.new >/dev/null; then
-		tap_diag /tmp/dmesg.new
-		tap_not_ok "$1"
-	else
-		tap_ok "$1"
-	fi
+	tap_dmesg_clean "$1" '/vmalloc error: .*allocation failed|page allocation failure/ { skip = 1 }
+		!skip { print } /<\/TASK>/ { skip = 0 }'
 }

@@ -266,16 +266,22 @@ tap_run_must_fail() {
 	esac
 }
 
-# tap_dmesg_clean NAME: fail on anything the kernel log says went wrong
-# since the last call.
+# tap_dmesg_new: the kernel log since the last call, in /tmp/dmesg.new;
+# status 0 if it has a report (TAP_REPORTS), which it then prints as a
+# diagnostic.  FILTER (an awk program, optional) drops lines first.
 DMESG_SEEN=0
-tap_dmesg_clean() {
+tap_dmesg_new() {
 	dmesg >/tmp/dmesg.log
-	_tap_total=$(wc -l </tmp/dmesg.log)
-	tail -n +"$((DMESG_SEEN + 1))" /tmp/dmesg.log >/tmp/dmesg.new
-	DMESG_SEEN=$_tap_total
-	if grep -E "$TAP_REPORTS" /tmp/dmesg.new >/tmp/dmesg.bad; then
-		tap_diag /tmp/dmesg.new
+	tail -n +"$((DMESG_SEEN + 1))" /tmp/dmesg.log | awk "${1:-1}" >/tmp/dmesg.new
+	DMESG_SEEN=$(wc -l </tmp/dmesg.log)
+	grep -qE "$TAP_REPORTS" /tmp/dmesg.new || return 1
+	tap_diag /tmp/dmesg.new
+}
+
+# tap_dmesg_clean NAME [FILTER]: fail on anything the kernel log says went
+# wrong since the last call (tap_dmesg_new).
+tap_dmesg_clean() {
+	if tap_dmesg_new "${2:-}"; then
 		tap_not_ok "$1"
 	else
 		tap_ok "$1"

@@ -202,14 +202,8 @@ suite_test() {
 		tap_not_ok "b:module: insmod kvm_apicv_defer.ko for $1"
 		echo fail >"$OUT/b/$1.res"
 	fi
-	dmesg >/tmp/dmesg.log
-	tail -n +"$((DMESG_SEEN + 1))" /tmp/dmesg.log >/tmp/dmesg.new
-	DMESG_SEEN=$(wc -l </tmp/dmesg.log)
 	REPORTED=0
-	if grep -E "$TAP_REPORTS" /tmp/dmesg.new >/dev/null; then
-		REPORTED=1
-		tap_diag /tmp/dmesg.new
-	fi
+	! tap_dmesg_new || REPORTED=1
 	judge "$1"
 	[ "$REPORTED" = 0 ] || KERNEL_REPORTED=1
 }
