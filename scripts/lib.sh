@@ -103,19 +103,25 @@ uapi_headers() {
 	UAPI=$(cached_build uapi "$(inputs_hash "$BASE_ID")" _install_uapi_headers)/usr
 }
 
-# userspace_build SRCDIR OBJDIR: build the selftest-style programs of SRCDIR
+# userspace_build SRCDIR NAME: build the selftest-style programs of SRCDIR
 # (selftests/, samples/userspace/, bench/) through selftests/Makefile, static,
-# -Werror, against the base's selftest library; objects stay in OBJDIR for
-# incremental builds.  Prints the programs' paths.  Needs base_tree and
-# uapi_headers.
+# -Werror, against the base's selftest library, and install them
+# (install_static).  Objects stay in userspace-obj/NAME-<hash of SRCDIR's
+# path> for incremental builds: make's dependency files name the sources by
+# path, and with one object directory for every checkout a build from
+# another (a removed worktree, the previous CI clone) failed with "No rule
+# to make target".  A failed build fails.  Needs base_tree and uapi_headers.
 userspace_build() {
-	local srcdir=$1 obj=$2
+	local srcdir=$1 obj progs
+	obj="$CACHE/userspace-obj/$2-$(printf '%s' "$srcdir" | sha256sum | cut -c1-16)"
 	mkdir -p "$obj"
 	nice -n 10 make -s -f "$TOP/selftests/Makefile" -C "$srcdir" -j"${KAD_SELFTESTS_JOBS:-2}" \
 		SRCDIR="$srcdir" CC="${CC:-gcc}" KSRC="$BASE" INSTALL_HDR_PATH="$UAPI" \
-		OUTPUT="$obj" WERROR=1 >&2
-	make -s --no-print-directory -f "$TOP/selftests/Makefile" -C "$srcdir" SRCDIR="$srcdir" \
-		KSRC="$BASE" INSTALL_HDR_PATH="$UAPI" OUTPUT="$obj" print-progs
+		OUTPUT="$obj" WERROR=1 >&2 || die "building $srcdir's programs failed"
+	progs=$(make -s --no-print-directory -f "$TOP/selftests/Makefile" -C "$srcdir" SRCDIR="$srcdir" \
+		KSRC="$BASE" INSTALL_HDR_PATH="$UAPI" OUTPUT="$obj" print-progs) ||
+		die "listing $srcdir's programs failed"
+	install_static $progs
 }
 
 # install_static PROG... : strip each into $STAGE, refusing dynamic binaries
