@@ -227,9 +227,23 @@ kvm_report_host
 tap_check "the x86 suite is in the initramfs ($(wc -l <$S/tests 2>/dev/null) tests)" [ -s $S/tests ]
 TESTS=$(cat $S/tests 2>/dev/null)
 # kad.suite=NAME,NAME... on the command line runs only those (to iterate).
+# kad.suite_share=FROM-TO runs only the tests that start between FROM% and
+# TO% of the suite's length (the sum of their timeouts), so that two boots,
+# one per host core, can share the suite.
+SHARE=
 for arg in $(cat /proc/cmdline); do
-	case $arg in kad.suite=*) TESTS=$(echo "${arg#kad.suite=}" | tr ',' ' ') ;; esac
+	case $arg in
+	kad.suite=*) TESTS=$(echo "${arg#kad.suite=}" | tr ',' ' ') ;;
+	kad.suite_share=*) SHARE=${arg#kad.suite_share=} ;;
+	esac
 done
+if [ -n "$SHARE" ]; then
+	TESTS=$(for t in $TESTS; do expectation "$t" && echo "$t $EXP_SECS"; done |
+		awk -v from="${SHARE%-*}" -v to="${SHARE#*-}" '{ n[NR] = $1; s[NR] = $2; total += $2 }
+			END { for (i = 1; i <= NR; i++) { p = 100 * cum / total; cum += s[i]
+				if (p >= from && p < to) print n[i] } }')
+	echo "# kad.suite_share=$SHARE: $(echo $TESTS | wc -w) tests, $(echo $TESTS | cut -d' ' -f1) to $(echo $TESTS | awk '{ print $NF }')"
+fi
 # An entry for a test that was not built is stale.
 for t in $(grep -vE '^(#|[[:space:]]*$)' "$EXPECT" | awk '{ print $1 }'); do
 	grep -qx "$t" $S/tests || tap_not_ok "suite: $t # in the expectations file, not built"
