@@ -10,7 +10,8 @@ all: module
 
 help:
 	@echo "make check      build everything (cached) and run all tests"
-	@echo "make check-full make check with the hardening kernel's runs in full"
+	@echo "make check-full make check, the hardening kernel's runs in full, the KCSAN"
+	@echo "                kernel, the whole upstream x86 suite and the packages"
 	@echo "make check-fresh  scripts/bootstrap in a bare Debian root (debootstrap; ~15 min)"
 	@echo "make run        boot the emulated Intel host and run the demo"
 	@echo "make module     build kvm_apicv_defer.ko against the rig's kernel"
