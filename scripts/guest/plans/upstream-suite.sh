@@ -244,10 +244,15 @@ if [ -n "$SHARE" ]; then
 				if (p >= from && p < to) print n[i] } }')
 	echo "# kad.suite_share=$SHARE: $(echo $TESTS | wc -w) tests, $(echo $TESTS | cut -d' ' -f1) to $(echo $TESTS | awk '{ print $NF }')"
 fi
-# An entry for a test that was not built is stale.
-for t in $(grep -vE '^(#|[[:space:]]*$)' "$EXPECT" | awk '{ print $1 }'); do
-	grep -qx "$t" $S/tests || tap_not_ok "suite: $t # in the expectations file, not built"
-done
+# An entry for a test that was not built is stale (said by the share that
+# starts the suite, not by each).
+case $SHARE in
+"" | 0-*)
+	for t in $(grep -vE '^(#|[[:space:]]*$)' "$EXPECT" | awk '{ print $1 }'); do
+		grep -qx "$t" $S/tests || tap_not_ok "suite: $t # in the expectations file, not built"
+	done
+	;;
+esac
 tap_dmesg_clean "boot: no kernel warnings"
 
 # --- Each test in (a), no module, and (b), module -------------------------
