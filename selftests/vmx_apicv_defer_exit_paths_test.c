@@ -51,7 +51,9 @@
  *                     vmx_apicv_defer_teardown_test.c for more rounds.
  *
  * A failed nested VM-Entry also leaves guest mode, without
- * __nested_vmx_vmexit(), but it starts from L1 with nothing deferred.
+ * __nested_vmx_vmexit(): no activation change is serviced between entering
+ * guest mode and the failure, but loading the VM-entry MSRs can defer an
+ * SVI write (vmx_apicv_defer_entry_fail_test.c).
  *
  * Each path runs in two directions:
  *

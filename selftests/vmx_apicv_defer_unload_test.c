@@ -21,6 +21,14 @@
  *     L2's VM-Exit then finds no hook at all, and L1 checks vmcs01 again.
  *  3. With the module loaded again, a fresh deferral is taken and applied by
  *     the module at VM-Exit: deferred == applied == 1, nothing pending.
+ *  4. SVI, which KVM records for vmcs01 while L2 runs as long as a hook is
+ *     registered: L2 sends L1 a self-IPI through L1's xAPIC (L2's accesses
+ *     to it are emulated on L1's APIC), and as L1 does not intercept
+ *     external interrupts KVM injects it into L2, acknowledging it on L1's
+ *     APIC (SVI recorded).  Then `rmmod -f`, and L2 EOIs it the same way:
+ *     with no hook KVM writes SVI to vmcs01 at once, and that write must
+ *     also void the older record, or the drain at L2's VM-Exit writes the
+ *     EOIed vector back and PPR virtualization masks L1's next self-IPI.
  *
  * Round 3 is where the TEST-ONLY request-only build fails (vmcs01 stale).
  * The test leaves the module loaded, as it found it, also when it fails
@@ -49,19 +57,25 @@
 #define NR_IPI_ROUNDS		3
 #define NR_L2_MSR_EXITS		100
 
-#define NR_ROUNDS		3
+#define NR_ROUNDS		4
+#define ROUND_SVI		3
 
 static const char * const round_names[NR_ROUNDS] = {
 	"unload and reload with a deferral pending: KVM applied it",
 	"rmmod -f with a deferral pending: KVM applied it",
 	"reloaded module defers and applies",
+	"rmmod -f with SVI recorded, SVI written again in L2: the later write stands",
 };
 
 enum {
 	SYNC_L2_RESTORE_ID = 1,		/* userspace uninhibits APICv */
 	SYNC_L2_PENDING,		/* the update is deferred: unload here */
 	SYNC_L1_CHECKED,		/* L1 saw vmcs01 right after the VM-Exit */
+	SYNC_L2_SVI_RECORDED,		/* SVI recorded for vmcs01: unload here */
 };
+
+/* Set by L1 for L2 (they share memory): this L2 run is round 4's. */
+static volatile bool l2_svi_round;
 
 static void l1_check_ipis(void)
 {
@@ -78,9 +92,30 @@ static void l1_check_ipis(void)
 	}
 }
 
+/* Round 4 in L2, on L1's xAPIC. */
+static void l2_svi_round_code(void)
+{
+	int before = irqs_received;
+
+	/* Injected into L2 and acknowledged on L1's APIC: SVI recorded. */
+	xapic_send_self_ipi(IPI_VECTOR);
+	sti_nop_cli();
+	__GUEST_ASSERT(irqs_received == before + 1,
+		       "L1's self-IPI not injected into L2: received %d, wanted %d",
+		       irqs_received, before + 1);
+	GUEST_SYNC(SYNC_L2_SVI_RECORDED);
+	/* No hook now: KVM writes vmcs01's SVI (no IRQ in service) at once. */
+	xapic_write_reg(APIC_EOI, 0);
+	vmcall();
+}
+
 static void l2_guest_code(void)
 {
 	for (;;) {
+		if (l2_svi_round) {
+			l2_svi_round_code();
+			continue;
+		}
 		GUEST_SYNC(SYNC_L2_RESTORE_ID);
 		l2_exits_to_l0(NR_L2_MSR_EXITS);
 		GUEST_SYNC(SYNC_L2_PENDING);
@@ -106,11 +141,16 @@ static void l1_guest_code(struct vmx_pages *vmx_pages)
 	xapic_enable();
 	l1_check_ipis();
 
-	for (round = 0; round < NR_ROUNDS; round++) {
+	for (round = 0; round < ROUND_SVI; round++) {
 		l1_inhibit_and_run_l2(!round);
 		l1_check_ipis();
 		GUEST_SYNC(SYNC_L1_CHECKED);
 	}
+	l2_svi_round = true;
+	l1_run_l2(false);
+	GUEST_ASSERT(!xapic_vector_is_set(APIC_ISR, IPI_VECTOR));
+	l1_check_ipis();
+	GUEST_SYNC(SYNC_L1_CHECKED);
 	GUEST_DONE();
 }
 
@@ -252,12 +292,16 @@ int main(int argc, char *argv[])
 				unload_module(O_NONBLOCK | O_TRUNC);
 			}
 			break;
+		case SYNC_L2_SVI_RECORDED:
+			TEST_ASSERT(round == ROUND_SVI && vcpu_in_l2(vcpu), "Unexpected L2 sync");
+			unload_module(O_NONBLOCK | O_TRUNC);
+			break;
 		case SYNC_L1_CHECKED:
 			TEST_ASSERT(!vcpu_in_l2(vcpu), "L2 is active");
 			if (round == 0) {
 				/* KVM applied the old deferral, not the new hook. */
 				check_counters(0, 0, 0);
-			} else if (round == 1) {
+			} else if (round == 1 || round == ROUND_SVI) {
 				load_module(ko);
 			} else {
 				check_counters(1, 1, 0);
