@@ -4,7 +4,7 @@
 # Kbuild (see Kbuild); these targets drive the rig around it.
 
 .PHONY: all check check-full check-fresh bootstrap kernel module run boot series bench bench-host dkms docs help \
-	packages check-packages
+	packages check-packages mutants
 
 all: module
 
@@ -20,6 +20,8 @@ help:
 	@echo "make kernel     build the patched host kernel"
 	@echo "make series     out/series/{selftests,rfc,bochs}: the upstream series"
 	@echo "                (SIGNOFF=\"Name <email>\", V=2; Documentation/upstream.rst)"
+	@echo "make mutants   boot each mutant of scripts/mutants.list: the tests must catch it"
+	@echo "                (MUTANTS=REGEX picks some; ~1 h for all)"
 	@echo "make bench      hook and deferral cost on the emulated host (out/bench/)"
 	@echo "make bench-host the same benchmark on a real Intel host with VMX"
 	@echo "make dkms       check that dkms builds the module for the rig's kernel"
@@ -55,6 +57,9 @@ run:
 
 series:
 	@scripts/series
+
+mutants:
+	@scripts/mutants $(if $(MUTANTS),'$(MUTANTS)')
 
 bench:
 	@scripts/bench

@@ -1,0 +1,16 @@
+# SPDX-License-Identifier: GPL-2.0
+# kad-payload: selftests module
+# One mutant of `make mutants` (scripts/mutants): (b) and 10 load/unload
+# cycles, every other unload forced.  A kernel mutant is a kvm-intel.ko
+# packed as /lib/modules/kad/mutant/kvm-intel.ko, loaded instead of the
+# rig's; a module mutant is the module of the payload, built from the
+# mutant's tree.  Sourced by /init.
+. /lib/kad/configs.sh
+
+if [ -f "$M/mutant/kvm-intel.ko" ]; then
+	cp "$M/mutant/kvm-intel.ko" "$M/kvm-intel.ko"
+	echo "# kvm-intel.ko: the mutant's"
+fi
+host_checks
+config_b
+config_r 10 all
