@@ -20,7 +20,7 @@ help:
 	@echo "make kernel     build the patched host kernel"
 	@echo "make series     out/series/{selftests,rfc,bochs}: the upstream series"
 	@echo "                (SIGNOFF=\"Name <email>\", V=2; Documentation/upstream.rst)"
-	@echo "make mutants   boot each mutant of scripts/mutants.list: the tests must catch it"
+	@echo "make mutants    boot each mutant of scripts/mutants.list: the tests must catch it"
 	@echo "                (MUTANTS=REGEX picks some; one boot each, two at a time)"
 	@echo "make bench      hook and deferral cost on the emulated host (out/bench/)"
 	@echo "make bench-host the same benchmark on a real Intel host with VMX"

@@ -35,8 +35,9 @@
  * (/sys/module/kvm_intel/parameters/vmptrld_count), the updates of steps 1,
  * 3 and 5 must also load no VMCS at all while L2 runs: a deferral that
  * still writes vmcs01 through the guard loads vmcs01 and vmcs02 again.  The
- * test pins itself to one host CPU, so that KVM has no other reason to
- * load a VMCS.
+ * test pins itself to one host CPU, so that the vCPU is never reloaded
+ * elsewhere; the count is the whole host's, so no other VM may run
+ * meanwhile (the rig runs one test at a time).
  *
  * Skips when the module is not loaded.
  *

@@ -8,27 +8,29 @@
  * KVM loads vmcs12's VM-entry MSR-load list with L2 already active (after
  * enter_guest_mode(), vmcs02 loaded).  A write to Hyper-V's synthetic EOI
  * MSR in that list EOIs L1's local APIC there and then, so KVM updates SVI
- * for L1 while L2 is active: Linux 7.2 writes vmcs01 through the vmcs01
- * guard, a deferral (kvm_apicv_defer.ko, or the pre-7.0
- * update_vmcs01_hwapic_isr flag) records the write for vmcs01.  If a later
- * entry of the list fails, the VM-Entry fails ("VM-entry failure due to
- * MSR loading") and L1 resumes at its host RIP without any nested VM-Exit,
- * so a record that only __nested_vmx_vmexit() applies is left behind:
- * vmcs01 keeps SVI at the EOIed vector while L1 runs.
+ * for L1 while L2 is active: Linux 7.0+ writes vmcs01 through the vmcs01
+ * guard, while a deferral (the update_vmcs01_hwapic_isr flag before 7.0)
+ * records the write for vmcs01.  If a later entry of the list fails, the
+ * VM-Entry fails ("VM-entry failure due to MSR loading") and L1 resumes at
+ * its host RIP without a nested VM-Exit, so a record that only
+ * __nested_vmx_vmexit() applies is left behind: vmcs01 keeps SVI at the
+ * EOIed vector until L1's next VM-Exit from an L2 that did run.
  *
  * What L1 then sees is exact.  It takes a self-IPI through virtual-interrupt
  * delivery and keeps it in service, so SVI holds the vector; the failed
- * VM-Entry's EOI clears the ISR.  With SVI stale, PPR virtualization at the
- * next VM-Entry to L1 computes the PPR from the stale SVI, and a fresh
- * self-IPI of the same vector stays pending in RVI: an IRQ window of one
- * instruction takes nothing.  With SVI written, L1 reads a PPR of 0 and
- * takes the IPI once, then EOIs it and sends itself more, each once.
+ * VM-Entry's EOI clears the ISR.  With SVI written, L1 reads a PPR of 0,
+ * takes a fresh self-IPI of the same vector once, EOIs it and sends itself
+ * more, each once.  With SVI stale, PPR virtualization at the VM-Entry to
+ * L1 computes the PPR from it: L1 reads the EOIed vector's class as its
+ * PPR, and (where the PPR read does not show it) the fresh IPI stays
+ * pending in RVI, so an IRQ window of one instruction takes nothing.
  * Last, L1 clears the MSR-load list and L2 runs to a VMCALL.
  *
- * Must pass on upstream 7.2 and with kvm_apicv_defer.ko; a deferral that is
- * only drained at nested VM-Exits fails it (make mutants: H02).
+ * The list's second entry is IA32_FS_BASE, which the SDM does not allow in
+ * a VM-entry MSR-load list: it fails whatever kvm.ignore_msrs says.
  *
- * Request-only build: passes, not judged (its SVI deferral is the kernel's).
+ * Request-only build: passes, not judged (SVI is not the refresh it
+ * defers).
  */
 #include "test_util.h"
 #include "kvm_util.h"
@@ -40,9 +42,6 @@
 
 #define IPI_VECTOR		0xe0
 #define NR_IPI_ROUNDS		3
-
-/* Not an MSR KVM knows: the VM-Entry fails on it. */
-#define MSR_UNKNOWN		0x4b564d7fu
 
 #define NR_MSR_LOAD		2
 
@@ -57,10 +56,12 @@ static void l2_guest_code(void)
 
 static void l1_guest_code(struct vmx_pages *vmx_pages)
 {
+	u32 ppr;
+
 	l1_prepare_l2(vmx_pages, l2_guest_code);
 	xapic_enable();
 
-	/* Loads HV_X64_MSR_EOI, then fails on MSR_UNKNOWN (entry 2). */
+	/* Loads HV_X64_MSR_EOI, then fails on MSR_FS_BASE (entry 2). */
 	GUEST_ASSERT(!vmwrite(VM_ENTRY_MSR_LOAD_ADDR, msr_load_gpa));
 	GUEST_ASSERT(!vmwrite(VM_ENTRY_MSR_LOAD_COUNT, NR_MSR_LOAD));
 
@@ -77,7 +78,8 @@ static void l1_guest_code(struct vmx_pages *vmx_pages)
 
 	/* The list's EOI ended the IPI's service: nothing in service left. */
 	GUEST_ASSERT(!xapic_vector_is_set(APIC_ISR, IPI_VECTOR));
-	GUEST_ASSERT_EQ(xapic_read_reg(APIC_PROCPRI), 0);
+	ppr = xapic_read_reg(APIC_PROCPRI);
+	__GUEST_ASSERT(!ppr, "PPR 0x%x after the failed VM-Entry's EOI (SVI stale?)", ppr);
 	xapic_send_self_ipi(IPI_VECTOR);
 	__GUEST_ASSERT(irq_window() == 1,
 		       "Self-IPI not delivered after the failed VM-Entry's EOI (SVI stale?)");
@@ -112,7 +114,7 @@ int main(int argc, char *argv[])
 	list_gva = vm_alloc_page(vm);
 	list = addr_gva2hva(vm, list_gva);
 	list[0] = (struct vmx_msr_entry){ .index = HV_X64_MSR_EOI };
-	list[1] = (struct vmx_msr_entry){ .index = MSR_UNKNOWN };
+	list[1] = (struct vmx_msr_entry){ .index = MSR_FS_BASE };
 	msr_load_gpa = addr_gva2gpa(vm, list_gva);
 	sync_global_to_guest(vm, msr_load_gpa);
 

@@ -11,26 +11,29 @@
  * lowering its TPR with MOV to CR8, which the CPU virtualizes without a
  * VM-Exit, exits to KVM ("TPR below threshold") once the IRQ becomes
  * deliverable.  KVM recomputes the threshold on every event check, also
- * while L2 runs when L1 gave L2 no TPR shadow: Linux 7.2 then writes vmcs01
- * through the vmcs01 guard, a deferral (kvm_apicv_defer.ko) records the
- * write and applies it at the nested VM-Exit.  The VM-Exit itself does not
- * recompute it, as no IRQ is injectable behind the TPR.
+ * while L2 runs when L1 gave L2 no TPR shadow: Linux 7.0+ writes vmcs01
+ * through the vmcs01 guard; a deferral must record the value and write it
+ * to vmcs01 at the nested VM-Exit.  The VM-Exit itself does not recompute
+ * it, as no IRQ is injectable behind the TPR.
  *
  * L1 raises its TPR to 0xe (CR8) and enters L2.  L2 sends L1 a self-IPI of
  * a lower class through L1's xAPIC (its accesses are emulated on L1's
- * APIC), so the IPI is pending for L1 and masked while L2 runs on; then L2
- * VMCALLs to L1.  L1 checks the IPI is pending and masked (an IRQ window
+ * APIC), so the IPI is pending for L1 and masked; KVM checks events on
+ * the next entry, into L2, and computes the threshold there.  L2 runs on
+ * (exits to L0) and VMCALLs to L1.  L1 checks the IPI is pending and masked (an IRQ window
  * takes nothing), lowers CR8 to 0 and opens a one-instruction IRQ window:
  * with the threshold written the MOV to CR8 exits, KVM sees the IPI
  * deliverable and delivers it in the window; with the threshold left at 0
  * the CPU lowers the TPR silently and the window takes nothing.  Each
  * round resumes L2 again.
  *
- * Must pass on upstream 7.2 and with kvm_apicv_defer.ko; a deferral that
- * never writes the recorded threshold fails it (make mutants: H04).
+ * The test relies on a modified xAPIC ID inhibiting APICv
+ * (APICV_INHIBIT_REASON_APIC_ID_MODIFIED): with APICv active L1 would take
+ * the IPI through virtual-interrupt delivery and the threshold would not
+ * matter.
  *
- * Request-only build: passes, not judged (its threshold deferral is the
- * kernel's).
+ * Request-only build: passes, not judged (the threshold is not the
+ * refresh it defers).
  */
 #include "test_util.h"
 #include "kvm_util.h"
@@ -53,7 +56,7 @@ static void l2_guest_code(void)
 	for (i = 0; i < NR_ROUNDS; i++) {
 		/* L1's APIC, emulated by KVM: pending for L1, masked by its TPR. */
 		xapic_send_self_ipi(IPI_VECTOR);
-		/* KVM checks events, with L2 active, on each of these entries. */
+		/* KVM checked events on the first of these entries, in L2. */
 		l2_exits_to_l0(NR_L2_MSR_EXITS);
 		vmcall();
 	}

@@ -11,7 +11,8 @@
  * L1 runs with its xAPIC ID modified (APICv inhibited) and launches L2.
  * While L2 runs, userspace restores the ID, so KVM activates APICv with L2
  * active and the module defers the vmcs01 refresh.  With the vCPU still in
- * L2 (stopped in userspace, the deferral pending), three rounds:
+ * L2 (stopped in userspace, the deferral pending), three rounds, and a fourth
+ * with SVI recorded instead:
  *
  *  1. delete_module(O_NONBLOCK) must succeed, and the module is loaded again
  *     at once, still with the old deferral pending: at L2's VM-Exit KVM must

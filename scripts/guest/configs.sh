@@ -16,8 +16,7 @@ export KVM_APICV_DEFER_KO=$M/kvm_apicv_defer.ko
 # it: not marked, not judged there.
 MUST_FAIL=$T/must-fail-request-only
 # Project tests that need no module, run on upstream 7.2's kvm-intel too.
-OWN_IN_U="vmx_apicv_defer_exit_paths_test vmx_apicv_defer_nested_pi_test
-	vmx_apicv_defer_entry_fail_test vmx_apicv_defer_tpr_threshold_test"
+OWN_IN_U="vmx_apicv_defer_exit_paths_test vmx_apicv_defer_nested_pi_test"
 # Upstream's vmx_apicv_updates_test cannot: its two APICv toggles while L2
 # runs cancel out (vmcs01 is stale-off, then wanted off again) before L1
 # needs virtual-interrupt delivery.  Its result in (c) is shown, not judged.

@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: GPL-2.0
 # kad-payload: selftests module
 # One mutant of `make mutants` (scripts/mutants): (b) and 10 load/unload
-# cycles, every other unload forced.  A kernel mutant is a kvm-intel.ko
+# cycles, every unload forced.  A kernel mutant is a kvm-intel.ko
 # packed as /lib/modules/kad/mutant/kvm-intel.ko, loaded instead of the
 # rig's; a module mutant is the module of the payload, built from the
 # mutant's tree.  Sourced by /init.
