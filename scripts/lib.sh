@@ -147,3 +147,14 @@ userspace_key() {
 		"${shared[@]}" "$@"
 }
 
+
+# perl_edit FILE EXPR: apply the perl substitution EXPR to the whole of FILE
+# (perl -0p: the series' Edit: lines, make mutants' mutants); fails if EXPR
+# does not compile or changes nothing.
+perl_edit() {
+	local orig rc=0
+	orig=$(mktemp) && cp "$1" "$orig" || return 1
+	E=$2 perl -0pi -e 'eval $ENV{E}; die $@ if $@' "$1" && ! cmp -s "$1" "$orig" || rc=1
+	rm -f "$orig"
+	return $rc
+}
