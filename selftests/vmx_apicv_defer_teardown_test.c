@@ -21,7 +21,10 @@
  * harness checks pending == 0 and rmmods after the suite).
  *
  * Rounds alternate between BLOCKIRQ set (APICv deactivated) and set-then-
- * cleared (deactivated and reactivated, coalesced into one deferral).
+ * cleared (deactivated and reactivated, coalesced into one deferral).  In
+ * the second half of the rounds the VM has two vCPUs and L2 runs on vCPU 1:
+ * KVM destroys vCPU 0 first, so what the teardown of vCPU 1 does must not
+ * depend on any vCPU but its own.
  *
  * Request-only build: must fail.
  */
@@ -33,7 +36,7 @@
 #include "vmx.h"
 #include "vmx_apicv_util.h"
 
-#define NR_ROUNDS	6
+#define NR_ROUNDS	8
 
 static void l2_guest_code(void)
 {
@@ -64,6 +67,7 @@ static void run_round(int round)
 	long long pending, applied, deferred;
 	bool module = apicv_defer_read_counter("pending", &pending0);
 	bool reactivate = round & 1;
+	bool on_vcpu1 = round >= NR_ROUNDS / 2;
 	struct kvm_vcpu *vcpu;
 	struct kvm_vm *vm;
 
@@ -72,7 +76,8 @@ static void run_round(int round)
 		apicv_defer_read_counter("deferred", &deferred0);
 	}
 
-	vm = vm_create_l1(&vcpu, l1_guest_code);
+	vm = on_vcpu1 ? vm_create_l1_on_vcpu1(&vcpu, l1_guest_code) :
+			vm_create_l1(&vcpu, l1_guest_code);
 
 	run_to_l2_sync(vcpu, round);
 
@@ -109,8 +114,8 @@ static void run_round(int round)
 			    round, deferred - deferred0, applied - applied0);
 	}
 
-	ksft_test_result_pass("round %d: VM destroyed with L2 active after BLOCKIRQ %s%s\n",
-			      round, reactivate ? "set and cleared" : "set",
+	ksft_test_result_pass("round %d: VM destroyed, L2 active on vCPU %d, BLOCKIRQ %s%s\n",
+			      round, on_vcpu1, reactivate ? "set and cleared" : "set",
 			      module ? ", deferral applied at teardown" : "");
 }
 

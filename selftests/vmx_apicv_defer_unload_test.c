@@ -11,7 +11,7 @@
  * L1 runs with its xAPIC ID modified (APICv inhibited) and launches L2.
  * While L2 runs, userspace restores the ID, so KVM activates APICv with L2
  * active and the module defers the vmcs01 refresh.  With the vCPU still in
- * L2 (stopped in userspace, the deferral pending), three rounds, and a fourth
+ * L2 (stopped in userspace, the deferral pending), three rounds, and two
  * with SVI recorded instead:
  *
  *  1. delete_module(O_NONBLOCK) must succeed, and the module is loaded again
@@ -30,6 +30,15 @@
  *     with no hook KVM writes SVI to vmcs01 at once, and that write must
  *     also void the older record, or the drain at L2's VM-Exit writes the
  *     EOIed vector back and PPR virtualization masks L1's next self-IPI.
+ *  5. Round 4 with the module kept loaded: L2's EOI is recorded too, over
+ *     the first record, and the drain must write that later value.
+ *
+ * On the rig's kernels, which count VMPTRLDs (vmx_apicv_defer_debugfs_test
+ * says how), L2's EOI must load vmcs01 in round 4, as 7.2 does: with the
+ * module gone KVM must not defer anything any more.  In round 5 it must
+ * load no VMCS.  The test pins itself to one host CPU for that; the count
+ * is the whole host's, so no other VM may run meanwhile (the rig runs one
+ * test at a time).
  *
  * Round 3 is where the TEST-ONLY request-only build fails (vmcs01 stale).
  * The test leaves the module loaded, as it found it, also when it fails
@@ -58,24 +67,26 @@
 #define NR_IPI_ROUNDS		3
 #define NR_L2_MSR_EXITS		100
 
-#define NR_ROUNDS		4
-#define ROUND_SVI		3
+#define NR_ROUNDS		5
+#define ROUND_SVI		3	/* and ROUND_SVI + 1, with the module kept */
 
 static const char * const round_names[NR_ROUNDS] = {
 	"unload and reload with a deferral pending: KVM applied it",
 	"rmmod -f with a deferral pending: KVM applied it",
 	"reloaded module defers and applies",
 	"rmmod -f with SVI recorded, SVI written again in L2: the later write stands",
+	"SVI recorded twice while L2 runs: the later record stands",
 };
 
 enum {
 	SYNC_L2_RESTORE_ID = 1,		/* userspace uninhibits APICv */
 	SYNC_L2_PENDING,		/* the update is deferred: unload here */
 	SYNC_L1_CHECKED,		/* L1 saw vmcs01 right after the VM-Exit */
-	SYNC_L2_SVI_RECORDED,		/* SVI recorded for vmcs01: unload here */
+	SYNC_L2_SVI_RECORDED,		/* SVI recorded for vmcs01: round 4 unloads */
+	SYNC_L2_SVI_WRITTEN,		/* L2 EOIed: count the VMPTRLDs */
 };
 
-/* Set by L1 for L2 (they share memory): this L2 run is round 4's. */
+/* Set by L1 for L2 (they share memory): this L2 run is round 4's or 5's. */
 static volatile bool l2_svi_round;
 
 static void l1_check_ipis(void)
@@ -93,7 +104,7 @@ static void l1_check_ipis(void)
 	}
 }
 
-/* Round 4 in L2, on L1's xAPIC. */
+/* Rounds 4 and 5 in L2, on L1's xAPIC. */
 static void l2_svi_round_code(void)
 {
 	int before = irqs_received;
@@ -105,8 +116,12 @@ static void l2_svi_round_code(void)
 		       "L1's self-IPI not injected into L2: received %d, wanted %d",
 		       irqs_received, before + 1);
 	GUEST_SYNC(SYNC_L2_SVI_RECORDED);
-	/* No hook now: KVM writes vmcs01's SVI (no IRQ in service) at once. */
+	/*
+	 * SVI with no IRQ in service: round 4 has no hook now, so KVM writes
+	 * vmcs01 at once; round 5 records it again.
+	 */
 	xapic_write_reg(APIC_EOI, 0);
+	GUEST_SYNC(SYNC_L2_SVI_WRITTEN);
 	vmcall();
 }
 
@@ -148,10 +163,12 @@ static void l1_guest_code(struct vmx_pages *vmx_pages)
 		GUEST_SYNC(SYNC_L1_CHECKED);
 	}
 	l2_svi_round = true;
-	l1_run_l2(false);
-	GUEST_ASSERT(!xapic_vector_is_set(APIC_ISR, IPI_VECTOR));
-	l1_check_ipis();
-	GUEST_SYNC(SYNC_L1_CHECKED);
+	for (; round < NR_ROUNDS; round++) {
+		l1_run_l2(false);
+		GUEST_ASSERT(!xapic_vector_is_set(APIC_ISR, IPI_VECTOR));
+		l1_check_ipis();
+		GUEST_SYNC(SYNC_L1_CHECKED);
+	}
 	GUEST_DONE();
 }
 
@@ -233,6 +250,25 @@ static void check_counters(long long deferred, long long applied, long long pend
 	TEST_ASSERT_EQ(read_counter("pending"), pending);
 }
 
+/* VMPTRLDs at L2's SYNC_L2_SVI_RECORDED; -1 without the instrumentation. */
+static long long vmptrlds_before;
+
+/* L2's EOI in round 4 (no hook) or 5 (the module loaded). */
+static void check_svi_write(int round)
+{
+	long long loads = read_vmptrld_count() - vmptrlds_before;
+
+	if (vmptrlds_before < 0)
+		return;
+	if (round == ROUND_SVI)
+		TEST_ASSERT(loads > 0,
+			    "No VMCS load (VMPTRLD) for L2's EOI with the module gone: KVM still defers");
+	else
+		TEST_ASSERT(!loads,
+			    "%lld VMCS loads (VMPTRLD) for L2's EOI with the module loaded, wanted none",
+			    loads);
+}
+
 static void unload_module(unsigned int flags)
 {
 	int r = delete_module(MODULE_NAME, flags);
@@ -272,6 +308,7 @@ int main(int argc, char *argv[])
 	counters_from_now();
 	ksft_print_header();
 	ksft_set_plan(NR_ROUNDS);
+	pin_self_to_cpu(sched_getcpu());
 
 	vm = vm_create_l1_with_xapic(&vcpu, l1_guest_code, IPI_VECTOR);
 
@@ -294,8 +331,14 @@ int main(int argc, char *argv[])
 			}
 			break;
 		case SYNC_L2_SVI_RECORDED:
-			TEST_ASSERT(round == ROUND_SVI && vcpu_in_l2(vcpu), "Unexpected L2 sync");
-			unload_module(O_NONBLOCK | O_TRUNC);
+			TEST_ASSERT(round >= ROUND_SVI && vcpu_in_l2(vcpu), "Unexpected L2 sync");
+			if (round == ROUND_SVI)
+				unload_module(O_NONBLOCK | O_TRUNC);
+			vmptrlds_before = read_vmptrld_count();
+			break;
+		case SYNC_L2_SVI_WRITTEN:
+			TEST_ASSERT(round >= ROUND_SVI && vcpu_in_l2(vcpu), "Unexpected L2 sync");
+			check_svi_write(round);
 			break;
 		case SYNC_L1_CHECKED:
 			TEST_ASSERT(!vcpu_in_l2(vcpu), "L2 is active");
@@ -304,6 +347,9 @@ int main(int argc, char *argv[])
 				check_counters(0, 0, 0);
 			} else if (round == 1 || round == ROUND_SVI) {
 				load_module(ko);
+			} else if (round == ROUND_SVI + 1) {
+				/* KVM's own record: nothing for the module. */
+				check_counters(0, 0, 0);
 			} else {
 				check_counters(1, 1, 0);
 			}

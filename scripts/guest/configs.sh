@@ -1,8 +1,9 @@
 # SPDX-License-Identifier: GPL-2.0
 # The configurations the emulated Intel host runs, one function each: the
 # host's VMX checks, (a) no module, (b) module, (r) load cycles under nested
-# load, the refusals, (u) upstream 7.2, (c) request-only.  Sourced by the
-# plans (emulated.sh, hardening.sh), which pick the configurations.
+# load, the refusals, the sample hook, (u) upstream 7.2, (c) request-only.
+# Sourced by the plans (emulated.sh, hardening.sh), which pick the
+# configurations.
 . /lib/kad/kvm.sh
 . /lib/kad/suite.sh
 . /lib/kad/refusals.sh
@@ -74,6 +75,25 @@ refusals() {
 	tap_clock refusals
 	run_refusals
 	tap_dmesg_clean "refusals: no kernel warnings"
+}
+
+# --- The hook API with the sample: a hook that takes no refresh -------------
+# KVM offers the sample every refresh made while L2 runs and writes vmcs01
+# itself when it declines; SVI and the TPR threshold are still recorded (a
+# hook is registered) and drained by KVM alone.  A test that updates APICv
+# in L2 must pass, and KVM must never call nested_vmexit, which hands back
+# only a refresh the hook took.
+config_sample() {
+	local d=/sys/kernel/debug/apicv_hook_counter
+	tap_clock sample
+	if tap_check "sample: insmod apicv_hook_counter.ko" insmod $M/apicv_hook_counter.ko; then
+		tap_run "sample: vmx_apicv_defer_uninhibit_test" "$SUITE_TIMEOUT" "$T/vmx_apicv_defer_uninhibit_test"
+		echo "# sample: refreshes=$(cat $d/refreshes 2>/dev/null) nested_vmexits=$(cat $d/nested_vmexits 2>/dev/null)"
+		tap_check "sample: refreshes offered, nested_vmexit never called" \
+			[ "$(cat $d/refreshes 2>/dev/null || echo 0)" -gt 0 -a "$(cat $d/nested_vmexits 2>/dev/null)" = 0 ]
+		tap_check "sample: rmmod apicv_hook_counter" rmmod apicv_hook_counter
+	fi
+	tap_dmesg_clean "sample: no kernel warnings"
 }
 
 # --- (u) upstream 7.2 ------------------------------------------------------

@@ -123,6 +123,11 @@ void require_vmx_apicv(const char *why);
  * second also installs irq_count_handler() for @vector.
  */
 struct kvm_vm *vm_create_l1(struct kvm_vcpu **vcpu, void *l1_code);
+/*
+ * As vm_create_l1(), with L1 on vCPU 1 of two: vCPU 0 is created first
+ * (and destroyed first) and never runs.
+ */
+struct kvm_vm *vm_create_l1_on_vcpu1(struct kvm_vcpu **vcpu, void *l1_code);
 struct kvm_vm *vm_create_l1_with_xapic(struct kvm_vcpu **vcpu, void *l1_code,
 				       u8 vector);
 

@@ -259,15 +259,31 @@ void require_vmx_apicv(const char *why)
 		       "APICv disabled (kvm_intel.enable_apicv=N): %s", why);
 }
 
-struct kvm_vm *vm_create_l1(struct kvm_vcpu **vcpu, void *l1_code)
+/* @vcpu runs L1: its VMX pages as its argument, L1's xAPIC mapped. */
+static void vcpu_setup_l1(struct kvm_vm *vm, struct kvm_vcpu *vcpu)
 {
 	gva_t vmx_pages_gva;
-	struct kvm_vm *vm;
 
-	vm = vm_create_with_one_vcpu(vcpu, l1_code);
 	vcpu_alloc_vmx(vm, &vmx_pages_gva);
-	vcpu_args_set(*vcpu, 1, vmx_pages_gva);
+	vcpu_args_set(vcpu, 1, vmx_pages_gva);
 	virt_pg_map(vm, APIC_DEFAULT_GPA, APIC_DEFAULT_GPA);
+}
+
+struct kvm_vm *vm_create_l1(struct kvm_vcpu **vcpu, void *l1_code)
+{
+	struct kvm_vm *vm = vm_create_with_one_vcpu(vcpu, l1_code);
+
+	vcpu_setup_l1(vm, *vcpu);
+	return vm;
+}
+
+struct kvm_vm *vm_create_l1_on_vcpu1(struct kvm_vcpu **vcpu, void *l1_code)
+{
+	struct kvm_vcpu *vcpus[2];
+	struct kvm_vm *vm = vm_create_with_vcpus(2, l1_code, vcpus);
+
+	vcpu_setup_l1(vm, vcpus[1]);
+	*vcpu = vcpus[1];
 	return vm;
 }
 

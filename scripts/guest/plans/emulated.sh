@@ -9,16 +9,17 @@
 #       fail there, else they do not bite.
 #   (r) 100 load/unload cycles under nested load, each unload forced (rmmod -f)
 #   (u) the unpatched base's kvm-intel.ko, i.e. upstream 7.2
-# plus the refusals of bad setups.  kad.part=1 or 2 runs half of it, so two
-# emulated hosts (one per host core) share the work; no kad.part runs all.
+# plus the refusals of bad setups and the sample hook (apicv_hook_counter).
+# kad.part=1 or 2 runs half of it, so two emulated hosts (one per host
+# core) share the work; no kad.part runs all.
 # The sanitizer kernels' boots are plans/hardening.sh.
 # Sourced by /init.
 . /lib/kad/configs.sh
 
 host_checks
 case "${KAD_PART:-all}" in
-1) config_a; refusals; config_u ;;
+1) config_a; refusals; config_sample; config_u ;;
 2) config_b; config_r 100 all; config_c ;;
-all) config_a; config_b; config_r 100 all; refusals; config_u; config_c ;;
+all) config_a; config_b; config_r 100 all; refusals; config_sample; config_u; config_c ;;
 *) tap_not_ok "kad.part=$KAD_PART: the emulated plan has parts 1, 2 and all" ;;
 esac

@@ -1,10 +1,10 @@
 # SPDX-License-Identifier: GPL-2.0
 # kad-payload: selftests module
-# One mutant of `make mutants` (scripts/mutants): (b) and 10 load/unload
-# cycles, every unload forced.  A kernel mutant is a kvm-intel.ko
-# packed as /lib/modules/kad/mutant/kvm-intel.ko, loaded instead of the
-# rig's; a module mutant is the module of the payload, built from the
-# mutant's tree.  Sourced by /init.
+# One mutant of `make mutants` (scripts/mutants): (b), the refusals, the
+# sample hook and 10 load/unload cycles, every unload forced.  A kernel
+# mutant is a kvm-intel.ko packed as /lib/modules/kad/mutant/kvm-intel.ko,
+# loaded instead of the rig's; a module mutant is the module of the
+# payload, built from the mutant's tree.  Sourced by /init.
 . /lib/kad/configs.sh
 
 if [ -f "$M/mutant/kvm-intel.ko" ]; then
@@ -13,4 +13,6 @@ if [ -f "$M/mutant/kvm-intel.ko" ]; then
 fi
 host_checks
 config_b
+refusals
+config_sample
 config_r 10 all
