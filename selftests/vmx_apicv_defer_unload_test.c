@@ -11,8 +11,8 @@
  * L1 runs with its xAPIC ID modified (APICv inhibited) and launches L2.
  * While L2 runs, userspace restores the ID, so KVM activates APICv with L2
  * active and the module defers the vmcs01 refresh.  With the vCPU still in
- * L2 (stopped in userspace, the deferral pending), three rounds, and two
- * with SVI recorded instead:
+ * L2 (stopped in userspace, the deferral pending), three rounds, two with
+ * SVI recorded instead, and a last one:
  *
  *  1. delete_module(O_NONBLOCK) must succeed, and the module is loaded again
  *     at once, still with the old deferral pending: at L2's VM-Exit KVM must
@@ -32,6 +32,10 @@
  *     EOIed vector back and PPR virtualization masks L1's next self-IPI.
  *  5. Round 4 with the module kept loaded: L2's EOI is recorded too, over
  *     the first record, and the drain must write that later value.
+ *  6. Round 1, and then, still in the same L2 run, BLOCKIRQ set and (at
+ *     L2's next stop) cleared: the new registration must take the first
+ *     update as a deferral of its own (the old one is not its own), the
+ *     second as coalesced, and apply them at L2's VM-Exit.
  *
  * On the rig's kernels, which count VMPTRLDs (vmx_apicv_defer_debugfs_test
  * says how), L2's EOI must load vmcs01 in round 4, as 7.2 does: with the
@@ -67,8 +71,9 @@
 #define NR_IPI_ROUNDS		3
 #define NR_L2_MSR_EXITS		100
 
-#define NR_ROUNDS		5
+#define NR_ROUNDS		6
 #define ROUND_SVI		3	/* and ROUND_SVI + 1, with the module kept */
+#define ROUND_RELOAD_UPDATE	5
 
 static const char * const round_names[NR_ROUNDS] = {
 	"unload and reload with a deferral pending: KVM applied it",
@@ -76,11 +81,13 @@ static const char * const round_names[NR_ROUNDS] = {
 	"reloaded module defers and applies",
 	"rmmod -f with SVI recorded, SVI written again in L2: the later write stands",
 	"SVI recorded twice while L2 runs: the later record stands",
+	"reload with a deferral pending, then updates in the same L2 run: the new module defers its own",
 };
 
 enum {
 	SYNC_L2_RESTORE_ID = 1,		/* userspace uninhibits APICv */
 	SYNC_L2_PENDING,		/* the update is deferred: unload here */
+	SYNC_L2_RUNNING,		/* still in L2: round 6 updates again */
 	SYNC_L1_CHECKED,		/* L1 saw vmcs01 right after the VM-Exit */
 	SYNC_L2_SVI_RECORDED,		/* SVI recorded for vmcs01: round 4 unloads */
 	SYNC_L2_SVI_WRITTEN,		/* L2 EOIed: count the VMPTRLDs */
@@ -136,6 +143,8 @@ static void l2_guest_code(void)
 		l2_exits_to_l0(NR_L2_MSR_EXITS);
 		GUEST_SYNC(SYNC_L2_PENDING);
 		l2_exits_to_l0(NR_L2_MSR_EXITS);
+		GUEST_SYNC(SYNC_L2_RUNNING);
+		l2_exits_to_l0(NR_L2_MSR_EXITS);
 		vmcall();
 	}
 }
@@ -163,12 +172,16 @@ static void l1_guest_code(struct vmx_pages *vmx_pages)
 		GUEST_SYNC(SYNC_L1_CHECKED);
 	}
 	l2_svi_round = true;
-	for (; round < NR_ROUNDS; round++) {
+	for (; round < ROUND_RELOAD_UPDATE; round++) {
 		l1_run_l2(false);
 		GUEST_ASSERT(!xapic_vector_is_set(APIC_ISR, IPI_VECTOR));
 		l1_check_ipis();
 		GUEST_SYNC(SYNC_L1_CHECKED);
 	}
+	l2_svi_round = false;
+	l1_inhibit_and_run_l2(false);
+	l1_check_ipis();
+	GUEST_SYNC(SYNC_L1_CHECKED);
 	GUEST_DONE();
 }
 
@@ -298,6 +311,7 @@ int main(int argc, char *argv[])
 
 	require_vmx_apicv("nothing to defer");
 	TEST_REQUIRE(kvm_has_cap(KVM_CAP_NESTED_STATE));
+	TEST_REQUIRE(kvm_has_cap(KVM_CAP_SET_GUEST_DEBUG));
 	require_apicv_defer();
 	__TEST_REQUIRE(ko && *ko,
 		       "No path to kvm_apicv_defer.ko (-m or $KVM_APICV_DEFER_KO) to reload it after unloading");
@@ -321,13 +335,23 @@ int main(int argc, char *argv[])
 		case SYNC_L2_PENDING:
 			TEST_ASSERT(vcpu_in_l2(vcpu), "L2 is not active");
 			check_counters(1, 0, 1);
-			if (round == 0) {
+			if (round == 0 || round == ROUND_RELOAD_UPDATE) {
 				unload_module(O_NONBLOCK);
 				/* A new registration, while the old deferral is pending. */
 				load_module(ko);
 				check_counters(0, 0, 0);
+				if (round == ROUND_RELOAD_UPDATE)
+					vcpu_set_blockirq(vcpu, true);
 			} else if (round == 1) {
 				unload_module(O_NONBLOCK | O_TRUNC);
+			}
+			break;
+		case SYNC_L2_RUNNING:
+			TEST_ASSERT(vcpu_in_l2(vcpu), "L2 is not active");
+			if (round == ROUND_RELOAD_UPDATE) {
+				/* BLOCKIRQ set: a deferral of its own. */
+				check_counters(1, 0, 1);
+				vcpu_set_blockirq(vcpu, false);
 			}
 			break;
 		case SYNC_L2_SVI_RECORDED:
