@@ -59,9 +59,10 @@
 //! test-only builds show that their checks are live, and say `TEST-ONLY` when loaded:
 //! `KAD_CFI_MISMATCH=1` gives the refresh callback a `void *` where KVM passes a
 //! `struct kvm_vcpu *` (kCFI must trap on the first call), `KAD_FAULT_POINTS=1` adds the
-//! parameter `fail_step=symbol_get|debugfs|register` that fails that step of init,
-//! `KAD_OOB_WRITE=1` writes one byte past a kmalloc'ed buffer at init (KASAN must report it)
-//! and `KAD_DATA_RACE=1` races two threads on a plain counter at init (KCSAN must report it).
+//! parameter `fail_step=symbol_get|debugfs|register|register_no_refresh` that fails that step
+//! of init, `KAD_OOB_WRITE=1` writes one byte past a kmalloc'ed buffer at init (KASAN must
+//! report it) and `KAD_DATA_RACE=1` races two threads on a plain counter at init (KCSAN must
+//! report it).
 //!
 //! # Layout
 //!

@@ -42,16 +42,24 @@ static const struct kvm_vmx_apicv_hook_ops kad_ops = {
  */
 static char *fail_step = "";
 module_param(fail_step, charp, 0444);
-MODULE_PARM_DESC(fail_step, "TEST ONLY: fail this init step: symbol_get, debugfs or register");
+MODULE_PARM_DESC(fail_step,
+		 "TEST ONLY: fail this init step: symbol_get, debugfs, register or register_no_refresh");
 
 bool kad_fault_point(const char *step)
 {
 	return !strcmp(fail_step, step);
 }
 
-/* Missing a required callback: kvm_vmx_apicv_hook_register() says -EINVAL. */
-static const struct kvm_vmx_apicv_hook_ops kad_ops_incomplete = {
+/*
+ * Missing a required callback, either one: kvm_vmx_apicv_hook_register()
+ * says -EINVAL.
+ */
+static const struct kvm_vmx_apicv_hook_ops kad_ops_no_vmexit = {
 	.refresh_apicv_exec_ctrl = kad_refresh_apicv_exec_ctrl,
+};
+
+static const struct kvm_vmx_apicv_hook_ops kad_ops_no_refresh = {
+	.nested_vmexit = kad_nested_vmexit,
 };
 #else
 static inline bool kad_fault_point(const char *step)
@@ -97,7 +105,9 @@ int kad_hook_register(void)
 #ifdef KAD_FAULT_POINTS
 	/* Fault point: KVM itself refuses the registration. */
 	if (kad_fault_point("register"))
-		return hook_register(&kad_ops_incomplete);
+		return hook_register(&kad_ops_no_vmexit);
+	if (kad_fault_point("register_no_refresh"))
+		return hook_register(&kad_ops_no_refresh);
 #endif
 	return hook_register(&kad_ops);
 }

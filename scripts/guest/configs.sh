@@ -122,6 +122,14 @@ config_u() {
 }
 
 # --- (c) request-only: the tests must bite ---------------------------------
+# request_only_counters: since the module's last load (the unload test
+# reloads it), the build did what it is named for: it deferred, applied
+# nothing to vmcs01 and raised one request per deferral.
+request_only_counters() {
+	[ "$(debugfs_counter deferred)" -gt 0 ] && [ "$(debugfs_counter applied)" -eq 0 ] &&
+		[ "$(debugfs_counter requests)" -eq "$(debugfs_counter deferred)" ]
+}
+
 config_c() {
 	local t
 	tap_clock c
@@ -135,6 +143,11 @@ config_c() {
 			timeout -s KILL 300 "$T/$t" >/dev/null 2>&1
 			echo "# c:request-only: $t exit=$? (informational, see MUST_FAIL above)"
 		done
+		for t in deferred applied requests pending; do
+			echo "# c:request-only: debugfs $t=$(debugfs_counter $t)"
+		done
+		tap_check "c:request-only: counters: every deferral ended in a request, none in a refresh" \
+			request_only_counters
 		tap_check "c:request-only: rmmod" rmmod kvm_apicv_defer
 		export KVM_APICV_DEFER_KO=$M/kvm_apicv_defer.ko
 	fi

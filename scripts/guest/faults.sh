@@ -5,7 +5,7 @@
 #
 # - Every fallible step of init fails once, the way it fails for real: the
 #   test-only build's fail_step= (symbol_get, debugfs allocation,
-#   registration, which KVM itself refuses); plus every slab allocation of a
+#   registration with either callback missing, which KVM itself refuses); plus every slab allocation of a
 #   load in turn, through the insmod task's fail-nth (the kernel's loader,
 #   the module's KBox, the debugfs dentries and inodes).
 # - Loads with random slab failures: failslab at a probability on the insmod
@@ -86,10 +86,6 @@ failslab_only_loader() {
 failslab_anywhere() {
 	echo 0 >$FAILSLAB/require-start && echo 0xffffffffffffffff >$FAILSLAB/require-end &&
 		echo 0 >$FAILSLAB/reject-start && echo 0 >$FAILSLAB/reject-end
-}
-
-kvm_intel_refcnt() {
-	cat /sys/module/kvm_intel/refcnt 2>/dev/null || echo "?"
 }
 
 # nothing_left: no module, no debugfs directory, kvm_intel's references back
@@ -174,6 +170,16 @@ fault_step() {
 		tap_diag /tmp/fault.out
 		tap_not_ok "faults: fail_step=$1: wanted one line \"$2\" per attempt and nothing left (outcome: ${FAULT_OUTCOME:-?})"
 	fi
+}
+
+# fault_steps: every fail_step (plans hardening and mutant); needs
+# FAULT_REFCNT, kvm_intel's reference count with the module unloaded.
+fault_steps() {
+	tap_clock "faults: fail_step"
+	fault_step symbol_get "kvm_intel is not loaded or lacks the APICv hook"
+	fault_step debugfs "allocating the debugfs counters failed: -12"
+	fault_step register "registering the APICv hook failed: -22"
+	fault_step register_no_refresh "registering the APICv hook failed: -22"
 }
 
 # fault_tally HOW ARG: one fault_load of the module, counted in FAULT_TALLY
@@ -291,10 +297,7 @@ run_faults() {
 	since=$(jiffies_now)
 	[ -n "$since" ] || { tap_not_ok "faults: jiffies from /proc/timer_list"; return; }
 
-	tap_clock "faults: fail_step"
-	fault_step symbol_get "kvm_intel is not loaded or lacks the APICv hook"
-	fault_step debugfs "allocating the debugfs counters failed: -12"
-	fault_step register "registering the APICv hook failed: -22"
+	fault_steps
 	# NTH-MAX 0: no fail-nth walk (make check; check-full walks).
 	[ "$2" -eq 0 ] || fault_nth_walk "$2"
 	tap_clock "faults: random loads"

@@ -42,6 +42,12 @@ kvm_intel_param() {
 	cat "/sys/module/kvm_intel/parameters/$1" 2>/dev/null || echo "?"
 }
 
+# kvm_intel's references: symbol_get() takes one, a refused load must give
+# it back.
+kvm_intel_refcnt() {
+	cat /sys/module/kvm_intel/refcnt 2>/dev/null || echo "?"
+}
+
 # Report the emulated host's VMX setup as TAP diagnostics and checks.
 kvm_report_host() {
 	local p

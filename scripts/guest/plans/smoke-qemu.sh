@@ -40,7 +40,9 @@ else
 	tap_ok "insmod kvm_apicv_defer.ko refuses without VMX"
 fi
 dmesg | tail -n +"$((mark + 1))" >/tmp/mod.log
+tap_diag /tmp/err
 tap_diag /tmp/mod.log
 tap_check "kvm_apicv_defer says why it refused" grep -q 'kvm_apicv_defer: .*VMX' /tmp/mod.log
+tap_check "kvm_apicv_defer refused with ENODEV" grep -qF ": No such device" /tmp/err
 
 tap_dmesg_clean "no kernel warnings"
