@@ -76,7 +76,9 @@ apt_private_update() {
 	local suite=$1 stamp="$CACHE/apt/$1/updated"
 	apt_private "$suite" --version >/dev/null
 	if [[ ! -f "$stamp" ]] || [[ -n "$(find "$stamp" -mmin +1440)" ]]; then
-		apt_private "$suite" update >/dev/null || return 1
+		# --error-on=any: a list that cannot be fetched is an error (apt
+		# otherwise warns and exits 0).
+		apt_private "$suite" update --error-on=any >/dev/null 2>"$CACHE/apt/$suite/update.log" || return 1
 		touch "$stamp"
 	fi
 }

@@ -16,11 +16,18 @@ LLVM_SUFFIX=${LLVM_SUFFIX--19}
 export PATH="$HOME/.cargo/bin:$PATH"
 # The rig's own Rust toolchain (a rustup toolchain, selected for the rig's
 # builds only: the user's default stays as it is).  7.2 wants rustc >= 1.85.
-RUST_TOOLCHAIN=${KAD_RUST_TOOLCHAIN:-1.95.0}
+RIG_RUST_TOOLCHAIN=1.95.0
+RUST_TOOLCHAIN=${KAD_RUST_TOOLCHAIN:-$RIG_RUST_TOOLCHAIN}
 export RUSTUP_TOOLCHAIN=$RUST_TOOLCHAIN
 
 log() { printf '[%s] %s\n' "$(basename "$0")" "$*" >&2; }
 die() { printf '[%s] error: %s\n' "$(basename "$0")" "$*" >&2; exit 1; }
+
+# A toolchain named by the user must be there (make bootstrap installs it).
+if [[ -n ${KAD_RUST_TOOLCHAIN:-} && $(basename "$0") != bootstrap ]] &&
+	! rustup run "$RUST_TOOLCHAIN" rustc --version >/dev/null 2>&1; then
+	die "KAD_RUST_TOOLCHAIN=$KAD_RUST_TOOLCHAIN: rustup has no such toolchain: run make bootstrap (it installs it) or unset KAD_RUST_TOOLCHAIN (the rig's $RIG_RUST_TOOLCHAIN)"
+fi
 
 # Every build output lives in the cache: it must be a writable directory.
 if ! mkdir -p "$CACHE" 2>/dev/null || [[ ! -w $CACHE ]]; then
@@ -79,6 +86,15 @@ cached_build() {
 	fi
 	echo "$out"
 }
+
+# no_arguments "$@": for the scripts that take none (settings come from the
+# environment): anything else is a typo, said in one line.
+no_arguments() {
+	(($# == 0)) || die "takes no arguments, got: $* (see the comment at the top of $0)"
+}
+
+# kernel_variants: the names scripts/build-kernel --variant takes.
+kernel_variants() { (cd "$TOP/scripts/kernel-variants" && ls -- *.config | sed 's/\.config$//' | paste -sd' '); }
 
 # base_tree: BASE, the pinned base tree (scripts/fetch-kernel), and BASE_ID,
 # what names its contents in cache keys.
