@@ -55,8 +55,9 @@ boot:
 run:
 	@scripts/run
 
+# V=N is the series version here (Kbuild's V= verbosity elsewhere).
 series:
-	@scripts/series
+	@$(if $(V),KAD_SERIES_VERSION='$(V)' )scripts/series
 
 mutants:
 	@scripts/mutants $(if $(MUTANTS),'$(MUTANTS)')

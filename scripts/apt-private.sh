@@ -78,7 +78,11 @@ apt_private_update() {
 	if [[ ! -f "$stamp" ]] || [[ -n "$(find "$stamp" -mmin +1440)" ]]; then
 		# --error-on=any: a list that cannot be fetched is an error (apt
 		# otherwise warns and exits 0).
-		apt_private "$suite" update --error-on=any >/dev/null 2>"$CACHE/apt/$suite/update.log" || return 1
+		apt_private "$suite" update --error-on=any >/dev/null 2>"$CACHE/apt/$suite/update.log" || {
+			log "apt-get update of Debian $suite failed: $(grep -m1 '^E:' "$CACHE/apt/$suite/update.log" ||
+				echo "see $CACHE/apt/$suite/update.log")"
+			return 1
+		}
 		touch "$stamp"
 	fi
 }

@@ -23,12 +23,6 @@ export RUSTUP_TOOLCHAIN=$RUST_TOOLCHAIN
 log() { printf '[%s] %s\n' "$(basename "$0")" "$*" >&2; }
 die() { printf '[%s] error: %s\n' "$(basename "$0")" "$*" >&2; exit 1; }
 
-# A toolchain named by the user must be there (make bootstrap installs it).
-if [[ -n ${KAD_RUST_TOOLCHAIN:-} && $(basename "$0") != bootstrap ]] &&
-	! rustup run "$RUST_TOOLCHAIN" rustc --version >/dev/null 2>&1; then
-	die "KAD_RUST_TOOLCHAIN=$KAD_RUST_TOOLCHAIN: rustup has no such toolchain: run make bootstrap (it installs it) or unset KAD_RUST_TOOLCHAIN (the rig's $RIG_RUST_TOOLCHAIN)"
-fi
-
 # Every build output lives in the cache: it must be a writable directory.
 if ! mkdir -p "$CACHE" 2>/dev/null || [[ ! -w $CACHE ]]; then
 	die "the cache $CACHE is not a writable directory: set KAD_CACHE to one (e.g. KAD_CACHE=\$HOME/kad-cache)"
@@ -85,6 +79,16 @@ cached_build() {
 		exec {lock}>&-
 	fi
 	echo "$out"
+}
+
+# need_rust_toolchain: the Rust toolchain is there, before a build changes
+# anything (make check and make run install it first, through bootstrap).
+need_rust_toolchain() {
+	command -v rustup >/dev/null || die "rustup is not installed: run make bootstrap"
+	rustup run "$RUST_TOOLCHAIN" rustc --version >/dev/null 2>&1 && return
+	[[ -n ${KAD_RUST_TOOLCHAIN:-} ]] &&
+		die "KAD_RUST_TOOLCHAIN=$KAD_RUST_TOOLCHAIN: rustup has no such toolchain: run make bootstrap (it installs it) or unset KAD_RUST_TOOLCHAIN (the rig's $RIG_RUST_TOOLCHAIN)"
+	die "the rig's Rust toolchain $RUST_TOOLCHAIN is not installed: run make bootstrap"
 }
 
 # no_arguments "$@": for the scripts that take none (settings come from the

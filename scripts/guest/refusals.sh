@@ -10,6 +10,7 @@ insmod_error() {
 	ENODEV) echo "No such device" ;;
 	EOPNOTSUPP) echo "Operation not supported" ;;
 	EBUSY) echo "Device or resource busy" ;;
+	*) echo "insmod_error: no text for $1" >&2; return 1 ;;
 	esac
 }
 
@@ -19,7 +20,7 @@ insmod_error() {
 refuse() {
 	local label=$1 errno=$2 want=$3 error refcnt mark
 	shift 3
-	error=$(insmod_error "$errno")
+	error=$(insmod_error "$errno") || { tap_not_ok "$label: the rig knows no error $errno"; return; }
 	refcnt=$(kvm_intel_refcnt) mark=$(dmesg | wc -l)
 	if insmod $M/kvm_apicv_defer.ko "$@" 2>/tmp/err; then
 		tap_not_ok "$label: insmod must fail"
