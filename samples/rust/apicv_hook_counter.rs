@@ -2,9 +2,11 @@
 
 //! `apicv_hook_counter`: the smallest user of the VMX APICv hook API of `patches/host`.
 //!
-//! It registers ops that never take a refresh (KVM keeps writing vmcs01 itself) and only count
-//! how often KVM calls them: debugfs `apicv_hook_counter/{refreshes,nested_vmexits}`, and a
-//! `pr_info` line on unload. KVM offers a refresh only while L2 is active, and calls
+//! It registers ops that never take a refresh (KVM keeps refreshing vmcs01's APICv controls
+//! itself, through its guard) and only count how often KVM calls them: debugfs
+//! `apicv_hook_counter/{refreshes,nested_vmexits}`, and a `pr_info` line on unload. Being
+//! registered is not neutral: like any registered hook, it makes KVM defer vmcs01's SVI and TPR
+//! threshold writes made while L2 is active to the next nested VM-Exit. KVM offers a refresh only while L2 is active, and calls
 //! `nested_vmexit` only to hand back a refresh the hook took, so `nested_vmexits` stays 0.
 //!
 //! Only one hook can be registered at a time: loading this while `kvm_apicv_defer` is loaded
