@@ -4,7 +4,7 @@
 # Kbuild (see Kbuild); these targets drive the rig around it.
 
 .PHONY: all check check-full check-fresh bootstrap kernel module run boot series bench bench-host dkms docs help \
-	packages check-packages mutants
+	packages check-packages mutants test
 
 all: module
 
@@ -14,6 +14,8 @@ help:
 	@echo "                kernel, the whole upstream x86 suite and the packages"
 	@echo "make check-fresh  scripts/bootstrap in a bare Debian root (debootstrap; ~15 min)"
 	@echo "make run        boot the emulated Intel host and run the demo"
+	@echo "make test T=GLOB  boot the emulated Intel host once and run the tests whose"
+	@echo "                names match GLOB[,GLOB...] in (a), (b) and (c) (e.g. T='*x2apic*')"
 	@echo "make module     build kvm_apicv_defer.ko against the rig's kernel"
 	@echo "                (KDIR=/path/to/kernel/build for your own kernel)"
 	@echo "make boot       boot the emulated Intel host, show kvm_intel's VMX setup"
@@ -58,6 +60,9 @@ run:
 # V=N is the series version here (Kbuild's V= verbosity elsewhere).
 series:
 	@$(if $(V),KAD_SERIES_VERSION='$(V)' )scripts/series
+
+test:
+	@scripts/test $(if $(T),'$(T)')
 
 mutants:
 	@scripts/mutants $(if $(MUTANTS),'$(MUTANTS)')
