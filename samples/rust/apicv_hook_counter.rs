@@ -6,8 +6,9 @@
 //! itself, through its guard) and only count how often KVM calls them: debugfs
 //! `apicv_hook_counter/{refreshes,nested_vmexits}`, and a `pr_info` line on unload. Being
 //! registered is not neutral: like any registered hook, it makes KVM defer vmcs01's SVI and TPR
-//! threshold writes made while L2 is active to the next nested VM-Exit. KVM offers a refresh only while L2 is active, and calls
-//! `nested_vmexit` only to hand back a refresh the hook took, so `nested_vmexits` stays 0.
+//! threshold writes made while L2 is active to the next nested VM-Exit. KVM offers a refresh
+//! only while L2 is active, and calls `nested_vmexit` only to hand back a refresh the hook took,
+//! so `nested_vmexits` stays 0.
 //!
 //! Only one hook can be registered at a time: loading this while `kvm_apicv_defer` is loaded
 //! fails with `EBUSY`, and the other way round.
