@@ -2,8 +2,8 @@
 # The configurations the emulated Intel host runs, one function each: the
 # host's VMX checks, (a) no module, (b) module, (r) load cycles under nested
 # load, the refusals, the sample hook, (u) upstream 7.2, (c) request-only.
-# Sourced by the plans (emulated.sh, hardening.sh), which pick the
-# configurations.
+# Sourced by the plans that pick configurations (emulated, hardening,
+# kcsan, test, mutant).
 . /lib/kad/kvm.sh
 . /lib/kad/suite.sh
 . /lib/kad/refusals.sh

@@ -164,7 +164,7 @@ fault_load() {
 fault_step() {
 	if fault_load "$FAULT_KO" none 0 fail_step="$1" && [ "$FAULT_OUTCOME" = refused ] &&
 		! grep -vqF "$2" /tmp/fault.lines; then
-		sed 's/^/# /' /tmp/fault.lines
+		tap_diag /tmp/fault.lines
 		tap_ok "faults: fail_step=$1: refused with one line per attempt, nothing left"
 	else
 		tap_diag /tmp/fault.out

@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: GPL-2.0
 # Bad setups: kvm_apicv_defer.ko must refuse to load, say why in one line,
-# and leave nothing registered.  Sourced by plans after kvm.sh.
+# and leave nothing registered.  Sourced by configs.sh, after kvm.sh.
 
 # insmod_error ERRNO: busybox insmod's text for the error code init
 # returned (its own for ENOENT).

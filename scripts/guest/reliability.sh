@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: GPL-2.0
-# Load/unload under nested load.  Sourced by plans after kvm.sh.
+# Load/unload under nested load.  Sourced by configs.sh, after kvm.sh.
 
 # unload_module [-f]: rmmod (or rmmod -f), which must succeed at once, also
 # with deferrals pending: KVM applies those itself at each vCPU's next

@@ -1,6 +1,8 @@
 # SPDX-License-Identifier: GPL-2.0
 # The suite every configuration runs, and the module's counter checks: one
-# list for emulated.sh and packages.sh.  Sourced by plans, after kvm.sh.
+# list for every plan that runs tests (through configs.sh, or packages.sh
+# directly), sourced after kvm.sh; the host's scripts/test and scripts/check
+# source it too, for picked().
 T=/tests
 
 # Upstream peer tests, in the order of their cost.
