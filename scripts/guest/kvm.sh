@@ -57,3 +57,8 @@ kvm_report_host() {
 	grep -m1 '^model name' /proc/cpuinfo | sed 's/^/# /'
 	grep -m1 '^vmx flags' /proc/cpuinfo | sed 's/^/# /'
 }
+
+# debugfs_counter NAME: one of the module's debugfs counters, "?" if absent.
+debugfs_counter() {
+	cat "/sys/kernel/debug/kvm_apicv_defer/$1" 2>/dev/null || echo "?"
+}

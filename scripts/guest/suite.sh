@@ -44,10 +44,6 @@ run_suite() {
 	[ "$n" -gt 0 ] || tap_not_ok "$1: kad.only=$KAD_ONLY picks no test"
 }
 
-debugfs_counter() {
-	cat "/sys/kernel/debug/kvm_apicv_defer/$1" 2>/dev/null || echo "?"
-}
-
 # module_counters_checked LABEL: after run_suite with the module loaded.
 # The suite toggles APICv while L2 runs: the module must have deferred and
 # applied those updates, and left none pending.

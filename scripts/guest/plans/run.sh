@@ -35,10 +35,6 @@ run_demo() {
 	esac
 }
 
-counter() {
-	cat "$DEBUGFS/$1" 2>/dev/null || echo "?"
-}
-
 # Kernel messages would land in the middle of the story's lines: keep them
 # off the console (only emergencies) and quote the module's ones instead.
 # The plan's share of the kernel log is printed at the end, with its
@@ -65,11 +61,11 @@ if tap_check "insmod kvm_apicv_defer.ko" insmod $M/kvm_apicv_defer.ko; then
 	run_demo "with the module"
 	echo "  # grep . $DEBUGFS/*"
 	for c in deferred coalesced applied requests pending; do
-		echo "  $c = $(counter $c)"
+		echo "  $c = $(debugfs_counter $c)"
 	done
-	tap_check "module: deferred > 0" [ "$(counter deferred)" -gt 0 ]
-	tap_check "module: applied == deferred" [ "$(counter applied)" -eq "$(counter deferred)" ]
-	tap_check "module: pending == 0" [ "$(counter pending)" -eq 0 ]
+	tap_check "module: deferred > 0" [ "$(debugfs_counter deferred)" -gt 0 ]
+	tap_check "module: applied == deferred" [ "$(debugfs_counter applied)" -eq "$(debugfs_counter deferred)" ]
+	tap_check "module: pending == 0" [ "$(debugfs_counter pending)" -eq 0 ]
 	mark=$(dmesg | wc -l)
 	echo "  # rmmod kvm_apicv_defer"
 	tap_check "rmmod kvm_apicv_defer (nothing pending)" rmmod kvm_apicv_defer
