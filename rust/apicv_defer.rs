@@ -5,7 +5,7 @@
 //! Since Linux 7.0, when L1's APICv activation changes while the vCPU runs L2, KVM switches to
 //! vmcs01, rewrites its APICv controls and switches back (`guard(vmx_vmcs01)`). Before 7.0,
 //! KVM instead recorded the update and applied it at the next nested VM-Exit, when vmcs01 is
-//! loaded anyway (7c69661e225c, with the fix 29763138830916f). This module restores the
+//! loaded anyway (7c69661e225c, fixed by 297631388309). This module restores the
 //! deferral through the hook API of `patches/host`
 //! (`arch/x86/include/asm/kvm_vmx_apicv_hook.h`):
 //!
@@ -47,11 +47,13 @@
 //! debugfs `kvm_apicv_defer/`: `deferred`, `coalesced`, `applied`, `requests`, `pending` (see
 //! [`stats::Stats`]), readable while guests run. The totals are logged on unload.
 //!
-//! # Test-only request-only build
+//! # Test-only request-only and no-request builds
 //!
 //! Built with `KAD_REQUEST_ONLY=1`, the VM-Exit callback only raises `KVM_REQ_APICV_UPDATE`,
 //! as merged in 2022: known broken, it exists to show that the tests catch it, and says
-//! `TEST-ONLY request-only mode (known broken)` when loaded.
+//! `TEST-ONLY request-only mode (known broken)` when loaded. Built with `KAD_NO_REQUEST=1`, it
+//! refreshes vmcs01 but raises no request, so that `make bench` can measure what the request
+//! costs; it says `TEST-ONLY refresh without the request (bench)`.
 //!
 //! # Test-only hardening builds
 //!
@@ -103,8 +105,11 @@ module! {
 }
 
 /// The loaded module: the registered hook and its debugfs files.
+///
+/// # Invariants
+///
+/// `registration` is `Some` from init until [`Drop::drop`] takes it to unregister first.
 struct KvmApicvDefer {
-    /// `None` only while being dropped.
     registration: Option<Registration>,
     _debugfs: Pin<KBox<Scope<&'static Stats>>>,
 }
@@ -116,12 +121,14 @@ impl kernel::Module for KvmApicvDefer {
             return Err(ENODEV);
         }
 
+        // `Host::get()` fails only with ENOENT here: this is its one caller, so no other
+        // `Host` exists.
         let host = Host::get().inspect_err(|_| {
             pr_err!("kvm_intel is not loaded or lacks the APICv hook (patches/host)\n");
         })?;
 
-        // Before registering, so the counters exist from the first callback on. debugfs itself
-        // never fails init (the kernel's rule): without it the counters are just not shown.
+        // Before registering, so the files show every callback's counts. Only allocating the
+        // scope can fail init: debugfs itself failing (or being disabled) just hides the files.
         let debugfs = if host::fault_point(c"debugfs") {
             Err(ENOMEM)
         } else {
@@ -158,12 +165,14 @@ impl kernel::Module for KvmApicvDefer {
             pr_warn!("TEST-ONLY fault-points build (module parameter fail_step)\n");
         }
         #[cfg(kad_planted_bug)]
-        // SAFETY: Runs the test-only planted bug (a data race between two kernel threads it
-        // waits for, or a write past its own kmalloc'ed buffer), which the sanitizer must
-        // report; it has no preconditions and leaves nothing behind.
+        // SAFETY: Deliberately unsound, in test-only builds that are never shipped: the planted
+        // bug (a data race between two kernel threads it waits for, or a write one byte past
+        // its own kmalloc'ed buffer) is what the sanitizer kernel must report. It needs nothing
+        // from the caller.
         unsafe {
             host::shim::kad_test_planted_bug()
         };
+        // INVARIANT: `registration` is `Some` until `drop` takes it.
         Ok(Self {
             registration: Some(registration),
             _debugfs: debugfs,

@@ -2,8 +2,8 @@
 
 //! The two callbacks KVM makes through the ops in `kvm_apicv_defer_shim.c`.
 //!
-//! They turn the raw arguments into the safe views of `rust/vcpu.rs` and hand them to the
-//! policy together with this module's counters.
+//! They hand the policy this module's counters and, for the nested VM-Exit (the one that
+//! writes a VMCS), the vCPU as the safe view of `rust/vcpu.rs`.
 
 use crate::{
     host::kvm_vcpu,

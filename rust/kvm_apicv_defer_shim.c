@@ -156,8 +156,8 @@ static int kad_race_thread(void *data)
 		 */
 		barrier();
 	}
-	complete(&race->done);
-	return 0;
+	/* Not complete() and return: init may return and rmmod free this code. */
+	kthread_complete_and_exit(&race->done, 0);
 }
 
 void kad_test_planted_bug(void)

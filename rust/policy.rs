@@ -20,6 +20,11 @@ use crate::stats::Stats;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Mode {
     /// Refresh vmcs01 (`kvm_vmx_apicv_refresh_vmcs01()`), then raise `KVM_REQ_APICV_UPDATE`.
+    ///
+    /// The refresh is what makes vmcs01 right. The request finds nothing left to do when KVM
+    /// services it; it is raised because the module's contract, the 2022 deferral's, says the
+    /// nested VM-Exit raises it, so whatever relied on that request still sees it. `make bench`
+    /// measures what it costs (see [`Mode::RefreshWithoutRequest`]).
     Refresh,
     /// Test only: raise `KVM_REQ_APICV_UPDATE` and nothing else, as 7c69661e225c did in 2022.
     ///

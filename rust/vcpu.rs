@@ -20,7 +20,8 @@ use crate::{
 /// # Invariants
 ///
 /// `ptr` points to a live `struct kvm_vcpu` that is loaded on this CPU by the current task and
-/// whose current VMCS is vmcs01, and the hook API is resolved (the ops are registered), for at
+/// whose current VMCS is vmcs01, the current task is in KVM's nested VM-Exit path (inside the
+/// `nested_vmexit` callback), and the hook API is resolved (the ops are registered), for at
 /// least `'a`.
 pub(crate) struct Vmcs01Vcpu<'a> {
     ptr: NonNull<kvm_vcpu>,
@@ -33,8 +34,9 @@ impl<'a> Vmcs01Vcpu<'a> {
     /// # Safety
     ///
     /// `ptr` must be non-null and point to a live vCPU loaded by the current task whose current
-    /// VMCS is vmcs01, and the hook API must stay resolved, for `'a`. This holds for the `vcpu`
-    /// argument of the `nested_vmexit` callback, for the duration of the call.
+    /// VMCS is vmcs01, the current task must be in KVM's nested VM-Exit path, and the hook API
+    /// must stay resolved, for `'a`. This holds for the `vcpu` argument of the `nested_vmexit`
+    /// callback, for the duration of the call.
     pub(crate) unsafe fn from_raw(ptr: *mut kvm_vcpu) -> Self {
         // INVARIANT: Guaranteed by the caller.
         Self {
@@ -47,9 +49,9 @@ impl<'a> Vmcs01Vcpu<'a> {
 
 impl ApplyVmcs01 for Vmcs01Vcpu<'_> {
     fn refresh_vmcs01(&self) {
-        // SAFETY: The API is resolved, the vCPU is live and loaded, and vmcs01 is its current
-        // VMCS (type invariants), which is what `kvm_vmx_apicv_refresh_vmcs01()` requires. We
-        // are in the nested VM-Exit path, where the refresh may run.
+        // SAFETY: The API is resolved, the vCPU is live and loaded, vmcs01 is its current VMCS
+        // and we are in the nested VM-Exit path (type invariants), which is what
+        // `kvm_vmx_apicv_refresh_vmcs01()` requires.
         unsafe { shim::kad_refresh_vmcs01(self.ptr.as_ptr()) }
     }
 

@@ -23,7 +23,8 @@ use core::{
     marker::{
         PhantomData,
         PhantomPinned, //
-    }, //
+    },
+    ptr::NonNull, //
 };
 use kernel::{
     bindings,
@@ -105,62 +106,83 @@ unsafe extern "C" fn nested_vmexit(_vcpu: *mut kvm_vcpu) {
     COUNTS.nested_vmexits.add(1, Relaxed);
 }
 
-/// Resolves `name` with `__symbol_get()`, pinning its module.
-fn symbol_get(name: &CStr) -> Option<*mut c_void> {
-    // SAFETY: `name` is a NUL-terminated string.
-    let addr = unsafe { bindings::__symbol_get(name.as_char_ptr()) };
-    (!addr.is_null()).then_some(addr)
+/// A symbol resolved with `__symbol_get()`, which pins the module exporting it.
+///
+/// # Invariants
+///
+/// `__symbol_get()` resolved `name` to `addr`, and this value owns the module reference it
+/// took: `addr` stays valid until this is dropped.
+struct Symbol {
+    name: &'static CStr,
+    addr: NonNull<c_void>,
 }
 
-/// Drops what [`symbol_get`] took for `name`.
-fn symbol_put(name: &CStr) {
-    // SAFETY: `name` is a NUL-terminated string we resolved with `symbol_get`.
-    unsafe { bindings::__symbol_put(name.as_char_ptr()) }
+// SAFETY: A `Symbol` is an exported symbol's address and a reference on the module exporting
+// it: any thread may use the address, and give the reference back (`__symbol_put()`).
+unsafe impl Send for Symbol {}
+// SAFETY: Shared, a `Symbol` only hands out its address, which any thread may use.
+unsafe impl Sync for Symbol {}
+
+impl Symbol {
+    /// Resolves `name`, or `None` if no loaded module exports it (GPL-only).
+    fn get(name: &'static CStr) -> Option<Self> {
+        // SAFETY: `name` is a NUL-terminated string.
+        let addr = NonNull::new(unsafe { bindings::__symbol_get(name.as_char_ptr()) })?;
+        // INVARIANT: Resolved just above, with its module's reference.
+        Some(Self { name, addr })
+    }
+}
+
+impl Drop for Symbol {
+    fn drop(&mut self) {
+        // SAFETY: `__symbol_get()` resolved `name` and this value owns that reference (type
+        // invariant), which this gives back.
+        unsafe { bindings::__symbol_put(self.name.as_char_ptr()) }
+    }
 }
 
 /// Our ops, registered with the host hook API.
 ///
 /// # Invariants
 ///
-/// [`OPS`] is registered through `unregister`'s module, and both symbols are held (resolved
-/// with [`symbol_get`], so `unregister` stays valid).
+/// [`OPS`] is registered with `unregister`'s module, which `_unregister_symbol` pins, so
+/// `unregister` stays valid.
 struct Registration {
     unregister: UnregisterFn,
+    _unregister_symbol: Symbol,
 }
 
 impl Registration {
     fn new() -> Result<Self> {
-        let Some(register) = symbol_get(REGISTER) else {
-            pr_err!("kvm_intel is not loaded or lacks the APICv hook (patches/host)\n");
-            return Err(ENOENT);
-        };
-        let Some(unregister) = symbol_get(UNREGISTER) else {
-            symbol_put(REGISTER);
+        let (Some(register_symbol), Some(unregister_symbol)) =
+            (Symbol::get(REGISTER), Symbol::get(UNREGISTER))
+        else {
             pr_err!("kvm_intel is not loaded or lacks the APICv hook (patches/host)\n");
             return Err(ENOENT);
         };
         // SAFETY: The symbols are the host's functions of these types (see the header).
         let (register, unregister) = unsafe {
             (
-                core::mem::transmute::<*mut c_void, RegisterFn>(register),
-                core::mem::transmute::<*mut c_void, UnregisterFn>(unregister),
+                core::mem::transmute::<*mut c_void, RegisterFn>(register_symbol.addr.as_ptr()),
+                core::mem::transmute::<*mut c_void, UnregisterFn>(unregister_symbol.addr.as_ptr()),
             )
         };
 
-        // SAFETY: `register` is valid (its module is pinned) and `OPS` is static.
+        // SAFETY: `register` is valid (`register_symbol` pins its module) and `OPS` is static.
         let ret = to_result(unsafe { register(&OPS) });
-        symbol_put(REGISTER);
-        if let Err(e) = ret {
-            symbol_put(UNREGISTER);
-            if e == EBUSY {
+        drop(register_symbol);
+        ret.inspect_err(|e| {
+            if *e == EBUSY {
                 pr_err!("another APICv hook is already registered\n");
             } else {
                 pr_err!("registering the APICv hook failed: {}\n", e.to_errno());
             }
-            return Err(e);
-        }
-        // INVARIANT: Registered above; `unregister` is still held.
-        Ok(Self { unregister })
+        })?;
+        // INVARIANT: Registered above; `unregister_symbol` pins `unregister`'s module.
+        Ok(Self {
+            unregister,
+            _unregister_symbol: unregister_symbol,
+        })
     }
 }
 
@@ -169,12 +191,16 @@ impl Drop for Registration {
         // SAFETY: `OPS` is registered and `unregister` is valid (type invariants). On return no
         // callback runs any more.
         unsafe { (self.unregister)(&OPS) };
-        symbol_put(UNREGISTER);
+        // `_unregister_symbol` is dropped after this, unpinning `kvm-intel`.
     }
 }
 
+/// The loaded sample: the registered ops and their debugfs files.
+///
+/// # Invariants
+///
+/// `registration` is `Some` from init until [`Drop::drop`] takes it to unregister first.
 struct ApicvHookCounter {
-    /// `None` only while being dropped.
     registration: Option<Registration>,
     _debugfs: Pin<KBox<Scope<&'static Counts>>>,
 }
@@ -190,6 +216,7 @@ impl kernel::Module for ApicvHookCounter {
         )?;
         let registration = Registration::new()?;
         pr_info!("counting APICv hook callbacks\n");
+        // INVARIANT: `registration` is `Some` until `drop` takes it.
         Ok(Self {
             registration: Some(registration),
             _debugfs: debugfs,
