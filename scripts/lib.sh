@@ -178,3 +178,31 @@ perl_edit() {
 	rm -f "$orig"
 	return $rc
 }
+
+# How the rig configures Bochs (scripts/build-bochs; make series --build
+# configures Bochs master with the fixes the same way).
+# --disable-show-ips: Bochs logs "ips = ..." from its SIGALRM handler, which
+# takes the log mutex; when the alarm lands while the main loop is logging
+# (KVM's unknown-MSR probes log a lot) Bochs deadlocks on that mutex forever
+# (seen: a check run frozen at guest time 124 s, gdb showing
+# bx_show_ips_handler waiting on logio_mutex inside iofunctions::out).
+# Headless, no debugger; x86-64 + VMX level 2 (EPT, APICv, preemption timer,
+# VMCS shadowing) + AVX/EVEX because cpu model corei7_skylake_x refuses to
+# load without them; SMP for 2-vCPU IPI tests; PCI+ACPI so the guest can power
+# off through ACPI and Bochs exits by itself.  --enable-x86-debugger is not
+# Bochs's own debugger (that stays off) but the architectural DR0-DR3
+# breakpoints: without it they never fire, and KVM's guest-debug tests
+# (x86/debug_regs) run through their breakpoints.
+BOCHS_CONFIGURE_ARGS=(
+	--with-nogui --without-x --without-x11 --without-rfb --without-vncsrv
+	--without-sdl --without-sdl2 --without-wx --without-term
+	--enable-x86-64 --enable-vmx=2 --enable-smp
+	--enable-avx --enable-evex --enable-monitor-mwait
+	--enable-pci --enable-cdrom --enable-a20-pin
+	--enable-all-optimizations
+	--enable-x86-debugger
+	--disable-debugger --disable-debugger-gui
+	--disable-plugins --disable-docbook --disable-readline
+	--disable-usb --disable-sb16 --disable-es1370 --disable-gameport
+	--disable-show-ips
+)

@@ -10,8 +10,9 @@
 #   (r) 100 load/unload cycles under nested load, each unload forced (rmmod -f)
 #   (u) the unpatched base's kvm-intel.ko, i.e. upstream 7.2
 # plus the refusals of bad setups and the sample hook (apicv_hook_counter).
-# kad.part=1 or 2 runs half of it, so two emulated hosts (one per host
-# core) share the work; no kad.part runs all.
+# kad.part=1 or 2 runs half of it, so two emulated hosts share the work
+# (make check boots them one after the other on one host core, beside the
+# hardening kernel's boot on the other); no kad.part runs all.
 # The sanitizer kernels' boots are plans/hardening.sh.
 # Sourced by /init.
 . /lib/kad/configs.sh
