@@ -12,7 +12,7 @@ help:
 	@echo "make check      build everything (cached) and run all tests"
 	@echo "make check-full make check, the hardening kernel's runs in full, the KCSAN"
 	@echo "                kernel, the whole upstream x86 suite and the packages"
-	@echo "make check-fresh  scripts/bootstrap in a bare Debian root (debootstrap; ~15 min)"
+	@echo "make check-fresh  scripts/bootstrap in a bare Debian root (debootstrap)"
 	@echo "make run        boot the emulated Intel host and run the demo"
 	@echo "make test T=GLOB  boot the emulated Intel host once and run the tests whose"
 	@echo "                names match GLOB[,GLOB...] in (a), (b) and (c) (e.g. T='*x2apic*')"
