@@ -15,7 +15,8 @@ use crate::{
     policy::ApplyVmcs01,
 };
 
-/// A vCPU during a nested VM-Exit, right after KVM loaded vmcs01.
+/// A vCPU during a nested VM-Exit, with vmcs01 loaded (L1's host state not yet loaded from
+/// vmcs12).
 ///
 /// # Invariants
 ///
